@@ -1,0 +1,232 @@
+"""Runs projections: reads events in global order in batches and updates read models.
+
+Each projection's view rows and its tracking position commit in one transaction, so every
+event is applied exactly once, whatever crashes. Only one runner per database projects at a
+time: it holds a PostgreSQL advisory lock on its own connection (leader election); a standby
+runner waits for the lock and takes over when the leader's connection dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import psycopg
+from opentelemetry import trace
+from psycopg import Connection
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("opsledger.projections")
+
+LEADER_LOCK_KEY = 724_002
+
+TRACKING_SQL = """
+CREATE TABLE IF NOT EXISTS projection_tracking (
+    name       text PRIMARY KEY,
+    position   bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One stored event as projections see it: its global position and the domain event."""
+
+    position: int
+    event: Any
+
+    @property
+    def record_id(self) -> Any:
+        return self.event.originator_id
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return getattr(self.event, "meta", None) or {}
+
+
+class Projection(Protocol):
+    name: str
+
+    def create_tables(self, conn: Connection[Any]) -> None: ...
+
+    def reset(self, conn: Connection[Any]) -> None: ...
+
+    def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None: ...
+
+
+# Reads up to ``limit`` envelopes after a position.
+Source = Callable[[int, int], Sequence[Envelope]]
+
+
+def tracked_position(conn: Connection[Any], name: str) -> int:
+    row = conn.execute("SELECT position FROM projection_tracking WHERE name = %s",
+                       (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+class ProjectionRunner:
+    """Keeps a set of projections up to date with the event store."""
+
+    def __init__(self, conninfo: str, source: Source, projections: Sequence[Projection], *,
+                 batch_size: int = 1000, poll_interval: float = 0.5,
+                 on_batch: Callable[[str, int, int], None] | None = None):
+        self.conninfo = conninfo
+        self.source = source
+        self.projections = list(projections)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.on_batch = on_batch
+        self.positions: dict[str, int] = {}
+        self.is_leader = False
+        self._wake = threading.Event()
+        self._progress = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- set-up -------------------------------------------------------------------------
+    def create_tables(self) -> None:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(724001)")
+            try:
+                conn.execute(TRACKING_SQL)
+                for p in self.projections:
+                    p.create_tables(conn)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(724001)")
+
+    def reset(self, names: Sequence[str] | None = None) -> None:
+        """Empties the named projections (all by default) so they rebuild from position 0."""
+        with psycopg.connect(self.conninfo) as conn, conn.transaction():
+            for p in self.projections:
+                if names and p.name not in names:
+                    continue
+                p.reset(conn)
+                conn.execute("DELETE FROM projection_tracking WHERE name = %s", (p.name,))
+                self.positions.pop(p.name, None)
+
+    # -- running ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="projector", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def wake(self, _position: int = 0) -> None:
+        self._wake.set()
+
+    @property
+    def position(self) -> int:
+        return min(self.positions.values()) if self.positions else 0
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Blocks until every projection has applied ``position`` (or the timeout passes)."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while self.position < position:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(remaining)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    self._lead(conn)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("projector failed; retrying in 1 s")
+                self.is_leader = False
+                self._stop.wait(1.0)
+
+    def _lead(self, conn: Connection[Any]) -> None:
+        # Leader election: the lock lives as long as this connection (kill -9 releases it).
+        while not conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)
+                               ).fetchone()[0]:  # type: ignore[index]
+            self.is_leader = False
+            self._refresh_positions(conn)
+            if self._stop.wait(self.poll_interval):
+                return
+        self.is_leader = True
+        log.info("projector is the leader")
+        self._refresh_positions(conn)
+        while not self._stop.is_set():
+            if not self.run_once(conn):
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+
+    def _refresh_positions(self, conn: Connection[Any]) -> None:
+        for p in self.projections:
+            self.positions[p.name] = tracked_position(conn, p.name)
+        with self._progress:
+            self._progress.notify_all()
+
+    def run_once(self, conn: Connection[Any]) -> bool:
+        """Applies at most one batch to every projection; False when nothing was new."""
+        if not self.positions:
+            self._refresh_positions(conn)
+        start = min(self.positions.values()) if self.positions else 0
+        batch = self.source(start, self.batch_size)
+        if not batch:
+            return False
+        for p in self.projections:
+            todo = [e for e in batch if e.position > self.positions.get(p.name, 0)]
+            if not todo:
+                continue
+            t0 = time.monotonic()
+            with tracer.start_as_current_span(f"projection {p.name}",
+                                              links=_links(todo)) as span:
+                span.set_attribute("opsledger.projection", p.name)
+                span.set_attribute("opsledger.events", len(todo))
+                with conn.transaction():
+                    p.apply(conn, todo)
+                    conn.execute(
+                        "INSERT INTO projection_tracking (name, position, updated_at)"
+                        " VALUES (%s, %s, now()) ON CONFLICT (name) DO UPDATE"
+                        " SET position = EXCLUDED.position, updated_at = now()",
+                        (p.name, todo[-1].position))
+            self.positions[p.name] = todo[-1].position
+            if self.on_batch is not None:
+                self.on_batch(p.name, len(todo), int((time.monotonic() - t0) * 1e6))
+        with self._progress:
+            self._progress.notify_all()
+        return True
+
+    def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
+        """Runs to the end of the store in the calling thread (CLI rebuild, tests)."""
+        applied = 0
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            self._refresh_positions(conn)
+            while True:
+                before = self.position
+                if not self.run_once(conn):
+                    return applied
+                applied += self.position - before
+                if progress is not None:
+                    progress(self.position)
+
+
+def _links(batch: Sequence[Envelope]) -> list[trace.Link]:
+    """Links a projection batch's span to the requests that caused its events."""
+    links = []
+    seen: set[str] = set()
+    for env in batch[:32]:
+        trace_id, span_id = env.meta.get("trace_id"), env.meta.get("span_id")
+        if not trace_id or not span_id or span_id in seen:
+            continue
+        seen.add(span_id)
+        ctx = trace.SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=True,
+                                trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED))
+        links.append(trace.Link(ctx))
+    return links

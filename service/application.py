@@ -1,0 +1,290 @@
+"""Use cases: run one command against one record — load, decide, stamp metadata, append.
+
+Everything a command promises (SPEC §7) happens here, once, for every record type:
+optimistic concurrency (If-Match), Idempotency-Key replay, retries on concurrent writers,
+event metadata, the refusal log, the aggregate cache and snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError
+from opentelemetry import trace
+
+from domain.shared import Actor, DomainError, InvalidTransition, Record, UniqueKey
+from service.catalogue import CommandBody, CommandSpec
+from service.store import EventStore, IdempotencyKeyTaken, IdempotencyRecord, RecordConflict
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("opsledger.commands")
+
+EVENT_SCHEMA = 1  # version of the metadata envelope; payload versions are per event class
+
+
+class NotFound(Exception):
+    def __init__(self, record_type: str, record_id: UUID | str):
+        super().__init__(f"no {record_type} with id {record_id}")
+        self.record_type = record_type
+        self.record_id = record_id
+
+
+class StaleVersion(Exception):
+    def __init__(self, expected: int, current: int):
+        super().__init__(f"If-Match names version {expected} but the record is at version "
+                         f"{current}; read it again and retry")
+        self.expected = expected
+        self.current = current
+
+
+class IdempotencyMismatch(Exception):
+    def __init__(self, key: str):
+        super().__init__(f"Idempotency-Key '{key}' was already used with a different request "
+                         "body or target")
+        self.key = key
+
+
+class Busy(Exception):
+    """Too many concurrent writers kept winning: the client may retry."""
+
+
+@dataclass
+class CommandContext:
+    actor: Actor
+    comment: str | None = None
+    correlation_id: str = field(default_factory=lambda: str(uuid4()))
+    causation_id: str | None = None
+    request_id: str = field(default_factory=lambda: str(uuid4()))
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+
+@dataclass
+class CommandResult:
+    status_code: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+    @property
+    def version(self) -> int:
+        return int(self.body["version"])
+
+
+class _RecordLocks:
+    """One lock per record id (bounded): commands on one record queue up in this process."""
+
+    def __init__(self, size: int = 10_000):
+        self._locks: OrderedDict[UUID, threading.Lock] = OrderedDict()
+        self._guard = threading.Lock()
+        self._size = size
+
+    @contextmanager
+    def hold(self, record_id: UUID) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.get(record_id)
+            if lock is None:
+                lock = self._locks[record_id] = threading.Lock()
+                while len(self._locks) > self._size:
+                    self._locks.popitem(last=False)
+            else:
+                self._locks.move_to_end(record_id)
+        with lock:
+            yield
+
+
+class Ledger:
+    """The application service: a thin list of use cases over the event store."""
+
+    def __init__(self, store: EventStore, *, retries: int = 5, commit_timeout: float = 30.0):
+        self.store = store
+        self.retries = retries
+        self.commit_timeout = commit_timeout
+        self._locks = _RecordLocks()
+
+    # -- queries ------------------------------------------------------------------------
+    def load(self, record_cls: type[Record], record_id: UUID,
+             version: int | None = None) -> Record:
+        try:
+            record = self.store.get(record_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(record_cls.RECORD_TYPE, record_id) from None
+        if not isinstance(record, record_cls):
+            raise NotFound(record_cls.RECORD_TYPE, record_id)
+        return record
+
+    # -- commands -----------------------------------------------------------------------
+    def execute(self, spec: CommandSpec, ctx: CommandContext, body: CommandBody,
+                record_id: UUID | None = None, expected_version: int | None = None,
+                ) -> CommandResult:
+        with tracer.start_as_current_span(f"command {spec.full_name}") as span:
+            span.set_attribute("opsledger.record_type", spec.record_type)
+            span.set_attribute("opsledger.command", spec.full_name)
+            if record_id is not None:
+                span.set_attribute("opsledger.record_id", str(record_id))
+            try:
+                result = self._execute(spec, ctx, body, record_id, expected_version)
+            except DomainError as exc:
+                span.set_attribute("opsledger.outcome", f"refused:{exc.rule}")
+                self._log_refusal(spec, ctx, record_id, exc.status, exc.rule, exc.message)
+                raise
+            except Exception as exc:
+                span.set_attribute("opsledger.outcome", type(exc).__name__)
+                raise
+            span.set_attribute("opsledger.outcome", "replayed" if result.replayed else "ok")
+            span.set_attribute("opsledger.record_id", result.body["id"])
+            return result
+
+    def _execute(self, spec: CommandSpec, ctx: CommandContext, body: CommandBody,
+                 record_id: UUID | None, expected_version: int | None) -> CommandResult:
+        if ctx.idempotency_key:
+            prior = self._prior_response(ctx)
+            if prior is not None:
+                return prior
+        for _attempt in range(self.retries):
+            if spec.creates:
+                records = self._decide_create(spec, ctx, body)
+                lock_id = records[0].id
+            else:
+                assert record_id is not None
+                lock_id = record_id
+            with self._locks.hold(lock_id):
+                if not spec.creates:
+                    assert record_id is not None
+                    records = self._decide_update(spec, ctx, body, record_id, expected_version)
+                try:
+                    return self._append(spec, ctx, records)
+                except RecordConflict as conflict:
+                    for r in records:
+                        self.store.cache_evict(r.id)
+                    if spec.creates:
+                        raise self._duplicate(records, conflict) from None
+                    continue  # someone else wrote first: decide again on fresh state
+                except IdempotencyKeyTaken:
+                    prior = self._prior_response(ctx)
+                    if prior is not None:
+                        return prior
+                    raise
+        raise Busy(f"{spec.full_name}: the record kept changing under {self.retries} attempts")
+
+    def _decide_create(self, spec: CommandSpec, ctx: CommandContext,
+                       body: CommandBody) -> list[Any]:
+        out = spec.call(spec.record_cls, ctx.actor, body)
+        return list(out) if isinstance(out, tuple) else [out]
+
+    def _decide_update(self, spec: CommandSpec, ctx: CommandContext, body: CommandBody,
+                       record_id: UUID, expected_version: int | None) -> list[Any]:
+        record = self.load(spec.record_cls, record_id)
+        if expected_version is not None and expected_version > record.version:
+            # Our cache may be behind another process: look again before calling it stale.
+            self.store.cache_evict(record_id)
+            record = self.load(spec.record_cls, record_id)
+        if expected_version is not None and expected_version != record.version:
+            raise StaleVersion(expected_version, record.version)
+        spec.call(record, ctx.actor, body)
+        return [record]
+
+    def _append(self, spec: CommandSpec, ctx: CommandContext,
+                records: list[Any]) -> CommandResult:
+        main = records[0]
+        events_by_record = [(r, r.collect_events()) for r in records]
+        events = [e for _, es in events_by_record for e in es]
+        meta = self._metadata(spec, ctx, main)
+        for event in events:
+            object.__setattr__(event, "meta", meta)
+        main_events = events_by_record[0][1]
+
+        def respond(positions: list[int]) -> tuple[int, dict[str, Any]]:
+            return self._response(spec, main, main_events, positions)
+
+        idem = None
+        if ctx.idempotency_key:
+            idem = IdempotencyRecord(ctx.actor.user_id, ctx.idempotency_key,
+                                     ctx.request_hash or "", respond)
+        positions = self.store.append(events, idem).result(self.commit_timeout)
+        for r, es in events_by_record:
+            if isinstance(r, Record):
+                self.store.cache_put(r)
+                self.store.maybe_snapshot(r, len(es))
+        status, body = respond(positions)
+        return CommandResult(status, body)
+
+    @staticmethod
+    def _response(spec: CommandSpec, main: Any, main_events: list[Any],
+                  positions: list[int]) -> tuple[int, dict[str, Any]]:
+        main_positions = positions[: len(main_events)]
+        body = {
+            "id": str(main.id),
+            "record_type": spec.record_type,
+            "command": spec.name,
+            "version": main.version,
+            "position": max(main_positions) if main_positions else max(positions),
+            "status": getattr(main, "status", None),
+            "events": [
+                {"type": type(e).__name__, "version": e.originator_version, "position": p}
+                for e, p in zip(main_events, main_positions, strict=False)
+            ],
+        }
+        return (201 if spec.creates else 200), body
+
+    @staticmethod
+    def _metadata(spec: CommandSpec, ctx: CommandContext, main: Any) -> dict[str, Any]:
+        span_ctx = trace.get_current_span().get_span_context()
+        return {
+            "schema": EVENT_SCHEMA,
+            "command": spec.full_name,
+            "actor": ctx.actor.as_dict(),
+            "comment": ctx.comment,
+            "department": getattr(main, "department", None),
+            "correlation_id": ctx.correlation_id,
+            "causation_id": ctx.causation_id,
+            "request_id": ctx.request_id,
+            "idempotency_key": ctx.idempotency_key,
+            "trace_id": format(span_ctx.trace_id, "032x") if span_ctx.is_valid else None,
+            "span_id": format(span_ctx.span_id, "016x") if span_ctx.is_valid else None,
+        }
+
+    def _prior_response(self, ctx: CommandContext) -> CommandResult | None:
+        rows = self.store.execute(
+            "SELECT request_hash, status, body FROM idempotency_keys"
+            " WHERE actor_id = %s AND key = %s", (ctx.actor.user_id, ctx.idempotency_key))
+        if not rows:
+            return None
+        row = rows[0]
+        if row["request_hash"] != (ctx.request_hash or ""):
+            raise IdempotencyMismatch(ctx.idempotency_key or "")
+        return CommandResult(row["status"], row["body"], replayed=True)
+
+    @staticmethod
+    def _duplicate(records: list[Any], conflict: RecordConflict) -> DomainError:
+        from domain.shared import Duplicate
+        for r in records:
+            if isinstance(r, UniqueKey):
+                return Duplicate(f"{r.namespace} '{r.key}' is already used by another "
+                                 f"{r.owner_type}", rule="duplicate_key", field=None)
+        record_type = getattr(records[0], "RECORD_TYPE", "record")
+        return Duplicate(f"this {record_type} already exists (its identity is taken)",
+                         rule="duplicate_record")
+
+    def _log_refusal(self, spec: CommandSpec, ctx: CommandContext, record_id: UUID | None,
+                     status: int, rule: str, detail: str) -> None:
+        try:
+            self.store.execute(
+                "INSERT INTO refused_commands (actor_id, actor_roles, departments, command,"
+                " record_type, record_id, status, rule, detail, correlation_id, request_id)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                (ctx.actor.user_id, sorted(ctx.actor.roles), sorted(ctx.actor.departments),
+                 spec.full_name, spec.record_type, record_id, status, rule, detail,
+                 ctx.correlation_id, ctx.request_id))
+        except Exception:
+            log.exception("could not record a refused command")
+
+
+def refusal_status(exc: DomainError) -> int:
+    return 409 if isinstance(exc, InvalidTransition) else exc.status

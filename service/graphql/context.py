@@ -1,0 +1,75 @@
+"""Per-request GraphQL context: the caller, a counted SQL helper, and DataLoaders."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from strawberry.fastapi import BaseContext
+
+from domain.shared import Actor
+from service.bootstrap import Container
+
+
+class ReadError(Exception):
+    """A GraphQL error with a machine-readable code in its extensions."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.extensions = {"code": code}
+
+
+class GraphQLContext(BaseContext):
+    def __init__(self, container: Container, pool: AsyncConnectionPool, actor: Actor | None):
+        super().__init__()
+        self.container = container
+        self.pool = pool
+        self.actor = actor
+        self.sql_statements = 0
+        self._loaders: dict[str, Any] = {}
+
+    def require_actor(self) -> Actor:
+        if self.actor is None:
+            raise ReadError("send 'Authorization: Bearer <token>' to read", "UNAUTHENTICATED")
+        return self.actor
+
+    async def fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        self.sql_statements += 1
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+
+    def loader(self, name: str, factory: Any) -> Any:
+        """One DataLoader per name per request (never shared across requests)."""
+        if name not in self._loaders:
+            self._loaders[name] = factory(self)
+        return self._loaders[name]
+
+    async def wait_for_position(self, position: int | None) -> None:
+        """Read-your-writes: wait (bounded) until every projection has applied ``position``."""
+        if not position:
+            return
+        timeout = self.container.settings.read_your_writes_timeout
+        runner = self.container.runner
+        if runner.is_leader:  # the projector runs in this process: wait on it, no SQL
+            if runner.position >= position or await asyncio.to_thread(
+                    runner.wait_for, position, timeout):
+                return
+        else:  # another process projects: poll its tracking rows
+            deadline = time.monotonic() + timeout
+            delay = 0.002
+            while True:
+                rows = await self.fetch("SELECT coalesce(min(position), 0) AS p"
+                                        " FROM projection_tracking")
+                if rows and int(rows[0]["p"]) >= position:
+                    return
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        raise ReadError(f"projections have not reached position {position} within "
+                        f"{timeout:g} s; retry, or read without waitForPosition",
+                        "PROJECTION_LAG")

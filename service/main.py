@@ -1,0 +1,78 @@
+"""The ASGI application: REST commands, GraphQL, health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from service import errors
+from service.bootstrap import Container, bootstrap
+from service.config import Settings
+from service.graphql.schema import graphql_router
+from service.rest.commands import build_router
+
+API_VERSION = "0.1.0"
+DESCRIPTION = """
+Event-sourced operations backend: projects, customers and service requests, risks and budgets.
+
+* **Commands** are REST `POST`s, one per business command. Send `Authorization: Bearer <JWT>`,
+  optionally `If-Match: "<version>"` (optimistic concurrency, 412 when stale) and
+  `Idempotency-Key` (safe retries). Every answer carries the record's new `version` and the
+  event's global `position`.
+* **Queries** are GraphQL at `/graphql` (GraphiQL in the browser). Pass `waitForPosition` to read
+  your own writes.
+* **Errors** are RFC 9457 `application/problem+json` naming the field or rule.
+"""
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = container is None
+        app.state.container = container or await run_in_threadpool(bootstrap, settings)
+        try:
+            yield
+        finally:
+            pool = getattr(app.state, "graphql_pool", None)
+            if pool is not None:
+                await pool.close()
+            if owned:
+                await run_in_threadpool(app.state.container.close)
+
+    app = FastAPI(title="opsledger", version=API_VERSION, description=DESCRIPTION,
+                  lifespan=lifespan)
+    if container is not None:
+        app.state.container = container
+    errors.install(app)
+    app.include_router(build_router())
+    app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
+
+    @app.get("/healthz", tags=["health"], operation_id="health-live",
+             summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], operation_id="health-ready",
+             summary="The database answers and projections are not lagging",
+             responses={503: {"description": "Not ready"}})
+    def readyz(request: Request) -> Any:
+        c: Container = request.app.state.container
+        try:
+            head = c.store.max_position()
+            rows = c.store.execute("SELECT coalesce(min(position), 0) AS p"
+                                   " FROM projection_tracking")
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "detail": str(exc)[:200]},
+                                status_code=503, headers={"Retry-After": "2"})
+        projected = int(rows[0]["p"]) if rows else 0
+        lag = max(0, head - projected)
+        body = {"status": "ready" if lag <= c.settings.ready_max_lag else "lagging",
+                "head_position": head, "projected_position": projected, "lag": lag}
+        return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
+
+    return app

@@ -1,0 +1,189 @@
+"""REST: one POST endpoint per command, one GET per record, generated from the catalogue.
+
+Routes only translate HTTP to a use case: headers → CommandContext, body → the command's
+validated model, the result → JSON with ETag. Rules live in the domain, errors in errors.py.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the generated signatures.
+
+import hashlib
+import json
+from typing import Annotated, Any
+from uuid import UUID, uuid4
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from pydantic import BaseModel, Field
+
+from domain.shared import Actor
+from projections.codec import record_view
+from service.application import CommandContext, CommandResult, Ledger
+from service.catalogue import PLURALS, RECORD_TYPES, CommandBody, CommandSpec, commands_of
+
+
+class EventRef(BaseModel):
+    type: str
+    version: int
+    position: int
+
+
+class CommandAccepted(BaseModel):
+    """What every accepted command answers: the record's new version and global position."""
+
+    id: UUID
+    record_type: str
+    command: str
+    version: int = Field(description="The record's version after the command (its new ETag).")
+    position: int = Field(description="Global position of the command's last event: pass it "
+                                      "as waitForPosition to GraphQL to read your own write.")
+    status: str | None = None
+    events: list[EventRef]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    rule: str
+    field: str | None = None
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": desc, "content": {"application/problem+json": {}}}
+    for code, desc in {401: "Missing or invalid token", 403: "Not permitted",
+                       404: "Unknown record", 409: "Invalid transition or conflict",
+                       412: "Stale If-Match", 422: "Invalid input or rule violated",
+                       503: "Database unavailable"}.items()
+}
+
+
+def get_ledger(request: Request) -> Ledger:
+    return request.app.state.container.ledger
+
+
+def get_actor(request: Request,
+              authorization: Annotated[str | None, Header()] = None) -> Actor:
+    return request.app.state.container.auth.actor(authorization)
+
+
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+ActorDep = Annotated[Actor, Depends(get_actor)]
+
+
+def command_context(
+    request: Request,
+    actor: ActorDep,
+    x_correlation_id: Annotated[str | None, Header(max_length=200)] = None,
+    x_causation_id: Annotated[str | None, Header(max_length=200)] = None,
+    x_request_id: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=200, description=(
+        "Makes the command safe to retry: a retry returns the first answer and appends "
+        "nothing; the same key with a different body is refused (422)."))] = None,
+) -> CommandContext:
+    ctx = CommandContext(actor=actor, causation_id=x_causation_id,
+                         idempotency_key=idempotency_key or None)
+    ctx.correlation_id = x_correlation_id or ctx.correlation_id
+    ctx.request_id = x_request_id or str(uuid4())
+    return ctx
+
+
+ContextDep = Annotated[CommandContext, Depends(command_context)]
+
+
+def parse_if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isdigit():
+        from fastapi import HTTPException
+        raise HTTPException(412, "If-Match must be the record's version as given in its ETag")
+    return int(text)
+
+
+def request_hash(method: str, path: str, body: CommandBody) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+
+
+def _respond(response: Response, result: CommandResult, ctx: CommandContext) -> dict[str, Any]:
+    response.status_code = result.status_code
+    response.headers["ETag"] = f'"{result.body["version"]}"'
+    response.headers["X-Correlation-ID"] = ctx.correlation_id
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return result.body
+
+
+def _create_endpoint(spec: CommandSpec, plural: str) -> Any:
+    Body = spec.body_model  # noqa: N806
+
+    def endpoint(body: Body, request: Request, response: Response, ctx: ContextDep,  # type: ignore[valid-type]
+                 ledger: LedgerDep) -> dict[str, Any]:
+        ctx.comment = body.comment
+        ctx.request_hash = request_hash("POST", request.url.path, body)
+        result = ledger.execute(spec, ctx, body)
+        response.headers["Location"] = f"/{plural}/{result.body['id']}"
+        return _respond(response, result, ctx)
+
+    return endpoint
+
+
+def _update_endpoint(spec: CommandSpec) -> Any:
+    Body = spec.body_model  # noqa: N806
+
+    def endpoint(record_id: UUID, body: Body, request: Request, response: Response,  # type: ignore[valid-type]
+                 ctx: ContextDep, ledger: LedgerDep,
+                 if_match: Annotated[str | None, Header(description=(
+                     "The version from the record's ETag; a stale one gets 412."))] = None,
+                 ) -> dict[str, Any]:
+        ctx.comment = body.comment
+        ctx.request_hash = request_hash("POST", request.url.path, body)
+        result = ledger.execute(spec, ctx, body, record_id, parse_if_match(if_match))
+        return _respond(response, result, ctx)
+
+    return endpoint
+
+
+def _read_endpoint(record_cls: Any) -> Any:
+    def endpoint(record_id: UUID, response: Response, ledger: LedgerDep,
+                 _actor: ActorDep) -> dict[str, Any]:
+        record = ledger.load(record_cls, record_id)
+        response.headers["ETag"] = f'"{record.version}"'
+        return record_view(record)
+
+    return endpoint
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    for record_cls in RECORD_TYPES:
+        rtype = record_cls.RECORD_TYPE
+        plural = PLURALS[rtype]
+        tag = plural
+        creates = [s for s in commands_of(record_cls) if s.creates]
+        for spec in commands_of(record_cls):
+            if spec.creates:
+                path = f"/{plural}" if len(creates) == 1 else f"/{plural}/{spec.path_name}"
+                endpoint = _create_endpoint(spec, plural)
+                status = 201
+            else:
+                path = f"/{plural}/{{record_id}}/{spec.path_name}"
+                endpoint = _update_endpoint(spec)
+                status = 200
+            router.add_api_route(
+                path, endpoint, methods=["POST"], tags=[tag], status_code=status,
+                response_model=CommandAccepted, responses=PROBLEMS,
+                operation_id=f"{tag}-{spec.path_name}", summary=spec.doc.splitlines()[0],
+                description=spec.doc)
+        router.add_api_route(
+            f"/{plural}/{{record_id}}", _read_endpoint(record_cls), methods=["GET"], tags=[tag],
+            operation_id=f"{tag}-get", summary=f"Current state of a {rtype.replace('_', ' ')}",
+            description="The record as of its latest event; the ETag is its version.",
+            responses={k: v for k, v in PROBLEMS.items() if k in (401, 404, 503)},
+            response_model=dict[str, Any])
+    return router
