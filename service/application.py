@@ -19,7 +19,14 @@ from uuid import UUID, uuid4
 from eventsourcing.application import AggregateNotFoundError
 from opentelemetry import trace
 
-from domain.shared import Actor, DomainError, InvalidTransition, Record, UniqueKey
+from domain.shared import (
+    Actor,
+    DomainError,
+    InvalidTransition,
+    Record,
+    UniqueKey,
+    ValidationFailed,
+)
 from service.catalogue import CommandBody, CommandSpec
 from service.store import EventStore, IdempotencyKeyTaken, IdempotencyRecord, RecordConflict
 
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("opsledger.commands")
 
 EVENT_SCHEMA = 1  # version of the metadata envelope; payload versions are per event class
+REFERENCE_FIELDS = {"customer_id": "customer", "project_id": "project", "budget_id": "budget"}
 
 
 class NotFound(Exception):
@@ -109,8 +117,10 @@ class Ledger:
         self._locks = _RecordLocks()
 
     # -- queries ------------------------------------------------------------------------
-    def load(self, record_cls: type[Record], record_id: UUID,
+    def load(self, record_cls: type[Record], record_id: UUID | str,
              version: int | None = None) -> Record:
+        if not isinstance(record_id, UUID):
+            record_id = UUID(str(record_id))
         try:
             record = self.store.get(record_id, version=version)
         except AggregateNotFoundError:
@@ -123,6 +133,8 @@ class Ledger:
     def execute(self, spec: CommandSpec, ctx: CommandContext, body: CommandBody,
                 record_id: UUID | None = None, expected_version: int | None = None,
                 ) -> CommandResult:
+        if record_id is not None and not isinstance(record_id, UUID):
+            record_id = UUID(str(record_id))
         with tracer.start_as_current_span(f"command {spec.full_name}") as span:
             span.set_attribute("opsledger.record_type", spec.record_type)
             span.set_attribute("opsledger.command", spec.full_name)
@@ -147,6 +159,7 @@ class Ledger:
             prior = self._prior_response(ctx)
             if prior is not None:
                 return prior
+        self._check_references(body)
         for _attempt in range(self.retries):
             if spec.creates:
                 records = self._decide_create(spec, ctx, body)
@@ -172,6 +185,26 @@ class Ledger:
                         return prior
                     raise
         raise Busy(f"{spec.full_name}: the record kept changing under {self.retries} attempts")
+
+    def _check_references(self, body: CommandBody) -> None:
+        """A command naming another record (``customer_id``, ``project_id``, ``budget_id``, or a
+        risk's ``linked_id`` for its ``scope``) must name one that exists: 422 otherwise.
+        Records are never deleted, so the check cannot be invalidated by a later command."""
+        refs = [(name, getattr(body, name, None), rtype)
+                for name, rtype in REFERENCE_FIELDS.items()]
+        scope = getattr(body, "scope", None)
+        if scope in REFERENCE_FIELDS.values():
+            refs.append(("linked_id", getattr(body, "linked_id", None), scope))
+        for name, value, rtype in refs:
+            if value is None:
+                continue
+            try:
+                record = self.store.get(value)
+            except AggregateNotFoundError:
+                record = None
+            if getattr(record, "RECORD_TYPE", None) != rtype:
+                raise ValidationFailed(f"'{name}': no {rtype.replace('_', ' ')} with id {value}",
+                                       field=name, rule="unknown_reference")
 
     def _decide_create(self, spec: CommandSpec, ctx: CommandContext,
                        body: CommandBody) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jwt
@@ -60,7 +61,7 @@ class Authenticator:
 
 
 def issue_token(settings: Settings, user_id: str, *, name: str | None = None,
-                roles: list[str] | tuple[str, ...] = (), departments: list[str] | tuple[str, ...] = (),
+                roles: Sequence[str] = (), departments: Sequence[str] = (),
                 ttl_seconds: int = 12 * 3600) -> str:
     """A development token signed with the configured HS256 secret."""
     now = int(time.time())

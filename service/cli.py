@@ -80,8 +80,8 @@ def token(user: Annotated[str, typer.Option("--user", "-u", help="User id (JWT s
 
     unknown = [r for r in role if r not in KNOWN_ROLES]
     if unknown:
-        typer.echo(f"unknown role(s): {', '.join(unknown)}; known: {', '.join(sorted(KNOWN_ROLES))}",
-                   err=True)
+        known = ", ".join(sorted(KNOWN_ROLES))
+        typer.echo(f"unknown role(s): {', '.join(unknown)}; known: {known}", err=True)
         raise typer.Exit(2)
     settings = get_settings()
     if settings.mode == "production" and settings.jwt_jwks_url:

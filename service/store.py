@@ -12,6 +12,7 @@ Idempotency-Key answers of the commands in the batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -305,10 +306,8 @@ class EventStore:
     def cache_evict(self, record_id: UUID) -> None:
         cache = self.repository.cache
         if cache is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 cache.get(record_id, evict=True)
-            except KeyError:
-                pass
 
     def maybe_snapshot(self, aggregate: Aggregate, new_events: int) -> None:
         """Takes a snapshot each time the version passes a multiple of the interval."""
@@ -317,10 +316,8 @@ class EventStore:
             return
         if aggregate.version // interval > (aggregate.version - new_events) // interval:
             snapshot = Snapshot.take(aggregate)
-            try:
+            with contextlib.suppress(IntegrityError):  # another process took it already
                 self.snapshots.put([snapshot])
-            except IntegrityError:
-                pass  # another process took the same snapshot
 
     def notifications(self, after: int, limit: int) -> Sequence[Notification]:
         return self.recorder.select_notifications(after, limit, inclusive_of_start=False)
