@@ -13,12 +13,11 @@ import copy
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Literal
-
-from typing_extensions import NotRequired, TypedDict
+from typing import Any, Literal, NotRequired
 from uuid import UUID, uuid4
 
 from eventsourcing.domain import event
+from typing_extensions import TypedDict
 
 from domain.shared import (
     DEFAULT_CURRENCY,
