@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -173,6 +173,9 @@ class Record(Aggregate):
     # Subclasses set ``self.status`` and ``self.department`` in their created event. (No class
     # annotations here: the library would turn them into constructor fields.)
     RECORD_TYPE: ClassVar[str] = "record"
+    if TYPE_CHECKING:  # for type checkers only: at run time the library would make them fields
+        status: str
+        department: str
 
     def check_status(self, command: str, *allowed: str) -> None:
         if self.status not in allowed:
@@ -195,6 +198,12 @@ class UniqueKey(Aggregate):
     """
 
     RECORD_TYPE: ClassVar[str] = "unique_key"
+
+    def __init__(self, namespace: str, key: str, owner_type: str, owner_id: UUID):
+        self.namespace = namespace
+        self.key = key
+        self.owner_type = owner_type
+        self.owner_id = owner_id
 
     @staticmethod
     def id_for(namespace: str, key: str) -> UUID:

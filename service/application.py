@@ -190,7 +190,7 @@ class Ledger:
         """A command naming another record (``customer_id``, ``project_id``, ``budget_id``, or a
         risk's ``linked_id`` for its ``scope``) must name one that exists: 422 otherwise.
         Records are never deleted, so the check cannot be invalidated by a later command."""
-        refs = [(name, getattr(body, name, None), rtype)
+        refs: list[tuple[str, Any, Any]] = [(name, getattr(body, name, None), rtype)
                 for name, rtype in REFERENCE_FIELDS.items()]
         scope = getattr(body, "scope", None)
         if scope in REFERENCE_FIELDS.values():
@@ -300,7 +300,7 @@ class Ledger:
         for r in records:
             if isinstance(r, UniqueKey):
                 return Duplicate(f"{r.namespace} '{r.key}' is already used by another "
-                                 f"{r.owner_type}", rule="duplicate_key", field=None)
+                                 f"{r.owner_type.replace('_', ' ')}", rule="duplicate_key")
         record_type = getattr(records[0], "RECORD_TYPE", "record")
         return Duplicate(f"this {record_type} already exists (its identity is taken)",
                          rule="duplicate_record")

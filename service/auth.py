@@ -41,7 +41,7 @@ class Authenticator:
                      departments=frozenset(departments))
 
     def decode(self, token: str) -> dict[str, Any]:
-        options = {"require": ["sub", "exp"]}
+        options: Any = {"require": ["sub", "exp"]}
         try:
             if self._jwks is not None:
                 key = self._jwks.get_signing_key_from_jwt(token).key

@@ -266,8 +266,8 @@ class EventStore:
                     position, st.originator_id, st.originator_version, record_type,
                     event_type, event.timestamp, (meta.get("actor") or {}).get("user_id"),
                     meta.get("department"), meta.get("correlation_id"),
-                    leaf_hash(position, st.originator_id, st.originator_version, st.topic,
-                              st.state),
+                    leaf_hash(position, UUID(str(st.originator_id)), st.originator_version,
+                              st.topic, st.state),
                 ))
             curs.executemany(
                 "INSERT INTO event_log (position, record_id, version, record_type, event_type,"

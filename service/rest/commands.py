@@ -124,7 +124,7 @@ def _create_endpoint(spec: CommandSpec, plural: str) -> Any:
 
     def endpoint(body: Body, request: Request, response: Response, ctx: ContextDep,  # type: ignore[valid-type]
                  ledger: LedgerDep) -> dict[str, Any]:
-        ctx.comment = body.comment
+        ctx.comment = body.comment  # type: ignore[attr-defined]
         ctx.request_hash = request_hash("POST", request.url.path, body)
         result = ledger.execute(spec, ctx, body)
         response.headers["Location"] = f"/{plural}/{result.body['id']}"
@@ -141,7 +141,7 @@ def _update_endpoint(spec: CommandSpec) -> Any:
                  if_match: Annotated[str | None, Header(description=(
                      "The version from the record's ETag; a stale one gets 412."))] = None,
                  ) -> dict[str, Any]:
-        ctx.comment = body.comment
+        ctx.comment = body.comment  # type: ignore[attr-defined]
         ctx.request_hash = request_hash("POST", request.url.path, body)
         result = ledger.execute(spec, ctx, body, record_id, parse_if_match(if_match))
         return _respond(response, result, ctx)
