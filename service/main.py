@@ -15,6 +15,7 @@ from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.graphql.schema import graphql_router
 from service.rest.commands import build_router
+from service.telemetry import instrument_app
 
 API_VERSION = "0.1.0"
 DESCRIPTION = """
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if container is not None:
         app.state.container = container
     errors.install(app)
+    instrument_app(app)
     app.include_router(build_router())
     app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
 

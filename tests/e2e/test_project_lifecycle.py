@@ -39,7 +39,8 @@ def people(token: Any) -> dict[str, dict[str, str]]:
 
 def post(client: Any, path: str, who: dict[str, str], body: dict[str, Any] | None = None,
          expect: int = 200, **headers: str) -> dict[str, Any]:
-    r = client.post(path, json=body or {}, headers={**who, **headers})
+    extra = {k.replace("_", "-"): v for k, v in headers.items()}
+    r = client.post(path, json=body or {}, headers={**who, **extra})
     assert r.status_code == expect, r.text
     return r.json()
 
@@ -222,3 +223,20 @@ def test_sql_statements_do_not_grow_with_page_size(client: Any, people: dict) ->
         r = client.post("/graphql", json={"query": q, "variables": {"n": n}}, headers=ann)
         counts.append(r.json()["extensions"]["sqlStatements"])
     assert counts[0] == counts[1]
+
+
+def test_every_event_carries_its_metadata(client: Any, people: dict, container: Any) -> None:
+    r = client.post("/projects", json=PROJECT, headers={
+        **people["ann"], "X-Correlation-ID": "corr-42", "Idempotency-Key": "meta-1"})
+    assert r.headers["X-Correlation-ID"] == "corr-42"
+    pid = r.json()["id"]
+    post(client, f"/projects/{pid}/submit", people["ann"], {"comment": "please review"},
+         X_Correlation_ID="corr-42", X_Causation_ID="cause-1")
+    events = list(container.store.events.get(uuid.UUID(pid)))
+    first, second = events[0].meta, events[1].meta
+    assert first["actor"] == {"user_id": "ann", "name": "Ann", "roles": ["member"],
+                              "departments": ["ops"]}
+    assert first["correlation_id"] == "corr-42" and first["idempotency_key"] == "meta-1"
+    assert len(first["trace_id"]) == 32 and first["request_id"] and first["schema"] == 1
+    assert second["comment"] == "please review" and second["causation_id"] == "cause-1"
+    assert second["command"] == "project.submit"
