@@ -240,3 +240,9 @@ def test_every_event_carries_its_metadata(client: Any, people: dict, container: 
     assert len(first["trace_id"]) == 32 and first["request_id"] and first["schema"] == 1
     assert second["comment"] == "please review" and second["causation_id"] == "cause-1"
     assert second["command"] == "project.submit"
+
+
+def test_health_and_readiness(client: Any) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
