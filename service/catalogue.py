@@ -10,18 +10,26 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from domain.budget import Budget
+from domain.customer import Customer
+from domain.indicators import IndicatorTarget
 from domain.project import Project
+from domain.risk import Risk
+from domain.service_request import ServiceRequest
 from domain.shared import Actor, Record
+from domain.webhook import Webhook
 
-RECORD_TYPES: tuple[type[Record], ...] = (Project,)
+RECORD_TYPES: tuple[type[Record], ...] = (Project, Customer, ServiceRequest, Risk, Budget,
+                                          IndicatorTarget, Webhook)
 
 PLURALS = {"project": "projects", "customer": "customers", "service_request": "service-requests",
-           "risk": "risks", "budget": "budgets"}
+           "risk": "risks", "budget": "budgets",
+           "indicator_target": "indicator-targets", "webhook": "webhooks"}
 
 
 class CommandBody(BaseModel):
@@ -94,6 +102,7 @@ class CommandSpec:
         return getattr(target, self.name)(actor, **kwargs)
 
 
+@lru_cache(maxsize=None)
 def commands_of(record_cls: type[Record]) -> list[CommandSpec]:
     specs = []
     for name, member in inspect.getmembers(record_cls):
@@ -113,7 +122,7 @@ def commands_of(record_cls: type[Record]) -> list[CommandSpec]:
 
 def record_class(record_type: str) -> type[Record]:
     for cls in RECORD_TYPES:
-        if cls.RECORD_TYPE == record_type:
+        if record_type == cls.RECORD_TYPE:
             return cls
     raise KeyError(record_type)
 
