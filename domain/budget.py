@@ -20,29 +20,26 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any, Literal
-
-from typing_extensions import NotRequired, TypedDict
+from typing import Any, Literal, NotRequired
 from uuid import UUID, uuid4, uuid5
 
 from eventsourcing.domain import event
+from typing_extensions import TypedDict
 
+from domain.approval import ApprovalChain, ApprovalStage
 from domain.shared import (
     DEFAULT_CURRENCY,
     MONEY_PLACES,
     Actor,
     DomainError,
     Duplicate,
-    InvalidTransition,
     NotPermitted,
     Record,
     Role,
     ValidationFailed,
     command,
-    different_person,
     money,
     require,
     require_reason,
@@ -51,10 +48,12 @@ from domain.shared import (
 
 BUDGET_ID_NAMESPACE = UUID("369675a8-e891-4562-9ca5-876bdc7ea918")
 
-# SPEC §5 calls the category list configurable: this constant is the one place to change it.
+# The policy document's categories. SPEC §5 calls the list configurable: the service sets it
+# from its settings (``OPSLEDGER_BUDGET_CATEGORIES``) at start-up with ``configure_categories``.
 DEFAULT_CATEGORIES: tuple[str, ...] = (
     "personnel", "materials", "marketing", "management_admin", "travel", "other",
 )
+_categories: tuple[str, ...] = DEFAULT_CATEGORIES
 LINE_KINDS: tuple[str, ...] = ("revenue", "cost", "expense")
 WARNING_THRESHOLDS: tuple[int, ...] = (80, 100)
 MONTHS = 12
@@ -63,65 +62,22 @@ LineKind = Literal["revenue", "cost", "expense"]
 OverspendPolicy = Literal["warn", "block"]
 
 
-# --- The approval step (submit → review stages → approved, or returned with a reason) ---------
-# Written once and used by the budget and by its adjustments. Nothing in it is budget-specific:
-# it is meant to move to domain/shared.py so projects use it too.
+def configure_categories(names: Iterable[str]) -> None:
+    """Sets the categories new and changed lines may use (called by the composition root).
 
-
-@dataclass(frozen=True)
-class ApprovalStage:
-    """One checker stage, pending while the item's status is ``awaits``, decided by ``roles``."""
-
-    name: str
-    awaits: str
-    roles: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ApprovalChain:
-    """Maker–checker stages of one kind of item (SPEC §1).
-
-    Pure checks: the aggregate keeps ``submitted_by`` and ``approvals`` (a list of
-    ``{"stage": name, "by": user_id}``) in its own state and emits its own events.
-    Whoever decides a stage — pass or return — holds the stage's role for the department, did
-    not submit the item, and passed no earlier stage of the same round.
+    Only commands check a category; events are never re-validated, so lines recorded under a
+    category later dropped from the list stay readable and replay unchanged.
     """
+    global _categories
+    cleaned = tuple(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    if not cleaned:
+        raise ValueError("the budget category list must not be empty")
+    _categories = cleaned
 
-    stages: tuple[ApprovalStage, ...]
 
-    def stage(self, name: str) -> ApprovalStage:
-        return {s.name: s for s in self.stages}[name]
-
-    def check_pass(self, command: str, stage_name: str, actor: Actor, *, status: str,
-                   department: str, submitted_by: str | None,
-                   approvals: Sequence[Mapping[str, str]]) -> ApprovalStage:
-        stage = self.stage(stage_name)
-        if status != stage.awaits:
-            raise InvalidTransition(command, status, [stage.awaits])
-        self._check_checker(stage, actor, department, submitted_by, approvals)
-        return stage
-
-    def check_return(self, command: str, actor: Actor, *, status: str, department: str,
-                     submitted_by: str | None, approvals: Sequence[Mapping[str, str]],
-                     reason: str | None) -> tuple[ApprovalStage, str]:
-        stage = next((s for s in self.stages if s.awaits == status), None)
-        if stage is None:
-            raise InvalidTransition(command, status, [s.awaits for s in self.stages])
-        self._check_checker(stage, actor, department, submitted_by, approvals)
-        return stage, require_reason(reason, "return it")
-
-    @staticmethod
-    def _check_checker(stage: ApprovalStage, actor: Actor, department: str,
-                       submitted_by: str | None, approvals: Sequence[Mapping[str, str]]) -> None:
-        if not actor.acts_in(department, *stage.roles):
-            raise NotPermitted(f"the {stage.name} stage is decided by {' or '.join(stage.roles)}",
-                               rule=f"{stage.name}_role")
-        different_person(actor, submitted_by, rule="maker_checker",
-                         message="nobody reviews or approves what they submitted")
-        for passed in approvals:
-            different_person(actor, passed["by"], rule="distinct_approvers",
-                             message=f"{actor.user_id} already passed the {passed['stage']} "
-                                     "stage; each stage needs a different person")
+def categories() -> tuple[str, ...]:
+    """The categories a budget line may use now."""
+    return _categories
 
 
 # --- Inputs, statuses, errors ----------------------------------------------------------------
@@ -146,8 +102,9 @@ class AdjustmentStatus(StrEnum):
 
 OPEN_ADJUSTMENT = (AdjustmentStatus.SUBMITTED, AdjustmentStatus.FINANCE_REVIEWED)
 
-# Budgets and their adjustments go through the same two stages (SPEC §5); the stage statuses
-# are spelled alike in BudgetStatus and AdjustmentStatus.
+# Budgets and their adjustments go through the same two stages (SPEC §5), checked by the one
+# approval step of domain/approval.py; the stage statuses are spelled alike in BudgetStatus
+# and AdjustmentStatus.
 BUDGET_APPROVAL = ApprovalChain((
     ApprovalStage("finance_review", awaits=BudgetStatus.SUBMITTED, roles=(Role.FINANCE,)),
     ApprovalStage("leadership_approval", awaits=BudgetStatus.FINANCE_REVIEWED,
@@ -227,8 +184,8 @@ def _validated_line(raw: Mapping[str, Any], at: str, line_id: str) -> dict[str, 
     require(kind in LINE_KINDS, f"'{at}kind' must be one of {', '.join(LINE_KINDS)}",
             field=f"{at}kind")
     category = raw.get("category")
-    require(category in DEFAULT_CATEGORIES,
-            f"'{at}category' must be one of {', '.join(DEFAULT_CATEGORIES)}",
+    require(category in _categories,
+            f"'{at}category' must be one of {', '.join(_categories)}",
             field=f"{at}category", rule="unknown_category")
     name = require_text(raw.get("name"), f"{at}name", max_length=200)
     amount = money(raw.get("amount"), f"{at}amount")
@@ -420,7 +377,8 @@ class Budget(Record):
         if overspent and self.overspend_policy == "block" and not override:
             raise OverspendBlocked(
                 f"actual of {amount} {self.currency} would exceed budget line '{line['name']}' "
-                f"({line_id}): remaining {figures['remaining']} {self.currency}")
+                f"({line_id}): remaining {figures['remaining']} {self.currency}; leadership "
+                "may override with a reason", field="amount")
         self._actual_recorded(actual={
             "id": str(uuid4()), "line_id": line_id,
             "kind": "revenue" if line["kind"] == "revenue" else "expense",

@@ -486,7 +486,8 @@ class Project(Record):
 
     @command
     def report_progress(self, actor: Actor, *, period: str, percent_complete: int,
-                        work_done: str, problems: str = "", measures: str = "") -> None:
+                        work_done: str, problems: str = "", measures: str = "",
+                        next_period_plan: str = "") -> None:
         """Report progress for a period; the lead or a team member."""
         _refuse_read_only(actor)
         self.check_status("report_progress", S.IN_EXECUTION)
@@ -499,15 +500,36 @@ class Project(Record):
                                 percent_complete=percent_complete,
                                 work_done=require_text(work_done, "work_done"),
                                 problems=problems.strip(), measures=measures.strip(),
-                                by=actor.user_id)
+                                next_period_plan=next_period_plan.strip(), by=actor.user_id)
 
-    @event("ProgressReported")
+    class ProgressReported(Record.Event):
+        """A progress report was filed; the latest percentage is the project's.
+
+        Version 2 added ``next_period_plan`` (下期計劃); version-1 events read as "".
+        """
+
+        class_version = 2
+        report_id: str
+        period: str
+        percent_complete: int
+        work_done: str
+        problems: str
+        measures: str
+        next_period_plan: str
+        by: str
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["next_period_plan"] = ""
+
+    @event(ProgressReported)
     def _progress_reported(self, *, report_id: str, period: str, percent_complete: int,
-                           work_done: str, problems: str, measures: str, by: str) -> None:
-        """A progress report was filed; the latest percentage is the project's."""
+                           work_done: str, problems: str, measures: str,
+                           next_period_plan: str, by: str) -> None:
         self.progress_reports.append({
             "id": report_id, "period": period, "percent_complete": percent_complete,
-            "work_done": work_done, "problems": problems, "measures": measures, "by": by})
+            "work_done": work_done, "problems": problems, "measures": measures,
+            "next_period_plan": next_period_plan, "by": by})
         self.percent_complete = percent_complete
 
     @command

@@ -40,8 +40,11 @@ CREATE INDEX IF NOT EXISTS record_state_type_idx ON record_state (record_type, u
 class RecordTable(Protocol):
     """A typed query table for one record type, written from evolved aggregates."""
 
-    record_type: str
-    tables: tuple[str, ...]
+    @property
+    def record_type(self) -> str: ...
+
+    @property
+    def tables(self) -> Sequence[str]: ...
 
     def create_tables(self, conn: Connection[Any]) -> None: ...
 

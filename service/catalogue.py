@@ -10,7 +10,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -102,7 +102,7 @@ class CommandSpec:
         return getattr(target, self.name)(actor, **kwargs)
 
 
-@lru_cache(maxsize=None)
+@cache
 def commands_of(record_cls: type[Record]) -> list[CommandSpec]:
     specs = []
     for name, member in inspect.getmembers(record_cls):

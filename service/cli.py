@@ -1,4 +1,4 @@
-"""The `opsledger` command line: serve, worker, token, rebuild, openapi."""
+"""The `opsledger` command line: serve, worker, token, rebuild, openapi, asyncapi."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from service import cli_integrity
 from service.config import get_settings
 
 app = typer.Typer(help="opsledger: event-sourced operations backend.", no_args_is_help=True,
                   add_completion=False)
 
 OPENAPI_PATH = Path("openapi/openapi.json")
+ASYNCAPI_PATH = Path("openapi/asyncapi.yaml")
 
 
 def _logging() -> None:
@@ -55,7 +57,8 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address")] = None,
 
 @app.command()
 def worker() -> None:
-    """Run the projections as a separate process (one leader at a time; others stand by)."""
+    """Run the projections and stream workers (NATS publisher, webhooks) as a separate
+    process (one leader each at a time; others stand by)."""
     from service.bootstrap import bootstrap
 
     _logging()
@@ -131,6 +134,28 @@ def openapi(output: Annotated[Path, typer.Option(help="Where to write")] = OPENA
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(document)
     typer.echo(f"wrote {output}")
+
+
+@app.command()
+def asyncapi(output: Annotated[Path, typer.Option(help="Where to write")] = ASYNCAPI_PATH,
+             check: Annotated[bool, typer.Option(help="Fail if the file differs")] = False,
+             ) -> None:
+    """Write (or --check) the AsyncAPI document of the published events."""
+    from service.streams.asyncapi import document_text
+
+    document = document_text()
+    if check:
+        if not output.exists() or output.read_text() != document:
+            typer.echo(f"{output} is out of date: run 'opsledger asyncapi'", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{output} is up to date")
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(document)
+    typer.echo(f"wrote {output}")
+
+
+cli_integrity.register(app)  # verify, digest, prove, export, archive, migrate
 
 
 def main() -> None:  # pragma: no cover

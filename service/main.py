@@ -14,7 +14,10 @@ from service import errors
 from service.bootstrap import Container, bootstrap
 from service.config import Settings
 from service.graphql.schema import graphql_router
+from service.rest.audit import build_router as build_audit_router
 from service.rest.commands import build_router
+from service.rest.integrity import build_integrity_router
+from service.streams import feed, webhook_api
 from service.telemetry import instrument_app
 
 API_VERSION = "0.1.0"
@@ -52,6 +55,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     errors.install(app)
     instrument_app(app)
     app.include_router(build_router())
+    app.include_router(build_audit_router())  # /audit/… and the /console page
+    app.include_router(feed.build_router())  # /events, /events/stream (SSE), /events/consumers
+    app.include_router(webhook_api.build_router())  # /webhooks/{id}/deliveries, …/secret
+    app.include_router(build_integrity_router())  # /integrity/… digests, proofs, verify
     app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
 
     @app.get("/healthz", tags=["health"], operation_id="health-live",

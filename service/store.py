@@ -37,6 +37,7 @@ from eventsourcing.utils import resolve_topic
 from psycopg.types.json import Jsonb
 
 from projections.codec import make_mapper
+from service import append_only
 from service.database import Database
 from service.tamper import leaf_hash
 
@@ -98,6 +99,9 @@ def describe_topic(topic: str) -> tuple[str, str]:
     return record_type, cls.__name__
 
 
+MAX_BATCH_BYTES = 4 * 1024 * 1024  # one group commit stops growing past this much event data
+
+
 class RecordConflict(Exception):
     """Another command appended to one of the records first (or a key is already claimed)."""
 
@@ -128,7 +132,23 @@ class PendingWrite:
 
 
 class OpsRecorder(PostgresApplicationRecorder):
-    """The library's recorder, plus our per-batch rows written in the same transaction."""
+    """The library's recorder, plus our per-batch rows written in the same transaction.
+
+    ``insert_events`` runs the library's own steps (lock, notify, insert, fetch ids) in one
+    plain transaction rather than in psycopg's pipeline mode: over a unix socket a pipelined
+    statement of a megabyte or more can stall forever (psycopg #685), and the round trips saved
+    are negligible next to the commit's flush.
+    """
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any,
+                      ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        with self.datastore.get_connection() as conn, conn.transaction(), \
+                conn.cursor() as curs:
+            self._insert_events(curs, stored_events, **kwargs)
+            self._insert_stored_events(curs, stored_events, **kwargs)
+            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
 
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                                        **kwargs: Any) -> Sequence[int] | None:
@@ -137,6 +157,12 @@ class OpsRecorder(PostgresApplicationRecorder):
         if after is not None and ids is not None:
             after(curs, list(ids))
         return ids
+
+    def _lock_table(self, curs: Any) -> None:
+        # The same EXCLUSIVE lock as the library's, taken through an owner-defined function so
+        # the service role needs no UPDATE/DELETE/TRUNCATE privilege (see append_only.py).
+        curs.execute(self.lock_table_statements[0], prepare=True)  # SET LOCAL lock_timeout
+        curs.execute(append_only.lock_events_statement(self.datastore.schema), prepare=True)
 
 
 class EventStore:
@@ -174,8 +200,14 @@ class EventStore:
                 self.recorder.create_table()
                 self.snapshot_recorder.create_table()
                 conn.execute(SCHEMA_SQL)
+                append_only.install(conn, self.datastore.schema)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(724001)")
+
+    def grant_service_role(self, role: str) -> None:
+        """Lets ``role`` read and append events but never change them (run as the owner)."""
+        with self.datastore.get_connection() as conn:
+            append_only.grant_service_role(conn, role, self.datastore.schema)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -200,7 +232,8 @@ class EventStore:
             if first is None:
                 return
             batch = [first]
-            while len(batch) < 500:
+            size = sum(len(s.state) for s in first.stored)
+            while len(batch) < 500 and size < MAX_BATCH_BYTES:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -209,6 +242,7 @@ class EventStore:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+                size += sum(len(s.state) for s in nxt.stored)
             self._write_batch(batch)
 
     def _write_batch(self, batch: list[PendingWrite]) -> None:

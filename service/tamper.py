@@ -9,24 +9,30 @@ from uuid import UUID
 LEAF_PREFIX = b"\x00"
 NODE_PREFIX = b"\x01"
 
+_sha256 = hashlib.sha256
+_pack_q = struct.Struct(">Q").pack
+_pack_i = struct.Struct(">I").pack
+
 
 def leaf_hash(position: int, record_id: UUID, version: int, topic: str, state: bytes) -> bytes:
-    """H(0x00 ‖ position ‖ record id ‖ version ‖ topic ‖ H(state)).
+    """H(0x00 ‖ position ‖ record id ‖ version ‖ len(topic) ‖ topic ‖ H(state)).
 
     ``state`` is the stored event body: its timestamp, metadata and payload, with personal data
     present only as ciphertext, so the leaf commits to what is stored and survives erasure.
     """
+    return leaf_hash_raw(position, record_id.bytes, version, topic, state)
+
+
+def leaf_hash_raw(position: int, record_id: bytes, version: int, topic: str,
+                  state: bytes) -> bytes:
+    """``leaf_hash`` with the record id as its 16 bytes (what verification reads in bulk)."""
     topic_bytes = topic.encode()
-    body = b"".join((
-        struct.pack(">Q", position),
-        record_id.bytes,
-        struct.pack(">Q", version),
-        struct.pack(">I", len(topic_bytes)),
-        topic_bytes,
-        hashlib.sha256(state).digest(),
-    ))
-    return hashlib.sha256(LEAF_PREFIX + body).digest()
+    return _sha256(b"".join((
+        LEAF_PREFIX, _pack_q(position), record_id, _pack_q(version),
+        _pack_i(len(topic_bytes)), topic_bytes, _sha256(state).digest(),
+    ))).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(NODE_PREFIX + left + right).digest()
+    """H(0x01 ‖ left ‖ right): an interior node, never confusable with a leaf."""
+    return _sha256(NODE_PREFIX + left + right).digest()

@@ -5,17 +5,24 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from service.graphql.budgets import ProjectCost, project_cost
 from service.graphql.context import GraphQLContext
 from service.graphql.convert import from_doc
 from service.graphql.nodes import Node, global_id
 from service.graphql.pagination import Connection, Keyset, SortDirection, connection, page_size
+from service.graphql.risks import Risk, project_risks
+
+if TYPE_CHECKING:
+    from service.graphql.customers import Customer
+
+CustomerRef = Annotated["Customer", strawberry.lazy("service.graphql.customers")]
 
 
 @strawberry.type
@@ -128,6 +135,12 @@ class AcceptanceReview:
     findings: str
     rectification_items: list[str]
     by: str
+    cost_of: strawberry.Private[tuple[UUID, str, Decimal] | None] = None
+
+    @strawberry.field(description="Evidence for the cost-control criterion: the project's "
+                                  "budget vs its actual cost (as recorded now).")
+    async def cost_control(self, info: Info[GraphQLContext, None]) -> ProjectCost | None:
+        return None if self.cost_of is None else await project_cost(info, *self.cost_of)
 
 
 @strawberry.type
@@ -193,11 +206,32 @@ class Project(Node):
     modified_on: datetime
     detail: JSON = strawberry.field(description="The whole record view as JSON.")
 
+    @strawberry.field(description="Risks linked to the project (its plan's risk assessment), "
+                                  "highest score first; open ones only unless openOnly: false.")
+    async def risks(self, info: Info[GraphQLContext, None], open_only: bool | None = True,
+                    ) -> list[Risk]:
+        return await project_risks(info, self.record_id, open_only is not False)
+
+    @strawberry.field(description="The customer the project is for.")
+    async def customer(self, info: Info[GraphQLContext, None]) -> CustomerRef | None:
+        from service.graphql.customers import load_customer  # customers show their projects
+
+        return None if self.customer_id is None else await load_customer(info.context,
+                                                                          self.customer_id)
+
+    @strawberry.field(description="Budget (the requested budget) vs the cost actuals "
+                                  "recorded against the project in budgets (SPEC §5).")
+    async def cost(self, info: Info[GraphQLContext, None]) -> ProjectCost:
+        return await project_cost(info, self.record_id, self.currency, self.requested_budget)
+
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Project:
         doc = row["doc"]
-        return from_doc(cls, doc, id=global_id("Project", doc["id"]), record_id=UUID(doc["id"]),
-                        position=row["position"], detail=doc)
+        project = from_doc(cls, doc, id=global_id("Project", doc["id"]),
+                           record_id=UUID(doc["id"]), position=row["position"], detail=doc)
+        for review in project.acceptance_reviews:
+            review.cost_of = (project.record_id, project.currency, project.requested_budget)
+        return project
 
 
 @strawberry.enum
@@ -229,7 +263,7 @@ class ProjectFilter:
 
 
 def _where(f: ProjectFilter | None) -> tuple[str, list[Any]]:
-    sql, params = " WHERE true", []
+    sql, params = " WHERE true", list[Any]()
     if f is None:
         return sql, params
     if f.status:
@@ -252,9 +286,12 @@ def _where(f: ProjectFilter | None) -> tuple[str, list[Any]]:
 
 async def list_projects(info: Info[GraphQLContext, None], first: int | None, after: str | None,
                         filter: ProjectFilter | None, order_by: ProjectOrder | None,
-                        wait_for_position: int | None) -> Connection[Project]:
+                        wait_for_position: int | None,
+                        as_of: datetime | None = None) -> Connection[Project]:
     ctx = info.context
     ctx.require_actor()
+    if as_of is not None:
+        return await _projects_as_of(info, first, after, filter, order_by, as_of)
     await ctx.wait_for_position(wait_for_position)
     order = order_by or ProjectOrder()
     keyset = Keyset(order.field.value, ORDER_TYPES[order.field.value],
@@ -267,6 +304,42 @@ async def list_projects(info: Info[GraphQLContext, None], first: int | None, aft
         f" ORDER BY {keyset.order_sql()} LIMIT %s", [*params, *after_params, size + 1])
     total = (await ctx.fetch(f"SELECT count(*) AS n FROM projects{where}", params))[0]["n"]
     return connection(rows, size, keyset, total, Project.from_row, bool(after))
+
+
+# The portfolio as of a past moment: every project rebuilt from its events up to then (see
+# docs/architecture.md, "Views as of a past date"), filtered and sorted like the table above.
+_AS_OF_SORT = {
+    "updated_at": lambda d: datetime.fromisoformat(d["modified_on"]),
+    "created_at": lambda d: datetime.fromisoformat(d["created_on"]),
+    "name": lambda d: d.get("name"),
+    "requested_budget": lambda d: Decimal(d["requested_budget"]),
+    "start_date": lambda d: d.get("start_date"),
+}
+
+
+def _matches(f: ProjectFilter | None, doc: dict[str, Any]) -> bool:
+    if f is None:
+        return True
+    lead = doc.get("lead") or {}
+    return ((not f.status or doc.get("status") in f.status)
+            and (not f.department or doc.get("department") in f.department)
+            and (not f.lead_id or lead.get("user_id") == f.lead_id)
+            and (not f.customer_id or doc.get("customer_id") == str(f.customer_id))
+            and (not f.name_contains
+                 or f.name_contains.casefold() in (doc.get("name") or "").casefold()))
+
+
+async def _projects_as_of(info: Info[GraphQLContext, None], first: int | None,
+                          after: str | None, filter: ProjectFilter | None,
+                          order_by: ProjectOrder | None, as_of: datetime) -> Connection[Project]:
+    from service.graphql.audit import as_of_connection, records_as_of
+
+    order = order_by or ProjectOrder()
+    records = [r for r in await records_as_of(info, "project", as_of) if _matches(filter, r.doc)]
+    return as_of_connection(
+        records, first=first, after=after, sort_key=_AS_OF_SORT[order.field.value],
+        descending=order.direction == SortDirection.DESC,
+        make_node=lambda r: Project.from_row({"doc": r.doc, "position": r.position}))
 
 
 async def project_by_id(info: Info[GraphQLContext, None], record_id: UUID,

@@ -2,18 +2,52 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import strawberry
-from fastapi import Request
+from fastapi.requests import HTTPConnection
 from psycopg_pool import AsyncConnectionPool
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.fastapi import GraphQLRouter
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types import Info
 
 from service.auth import Unauthorized
+from service.graphql.audit import AuditQuery
+from service.graphql.budget_reports import (
+    BudgetConsolidation,
+    BudgetDimension,
+    BudgetVsActualRow,
+    budget_consolidation,
+    budget_vs_actual,
+)
+from service.graphql.budgets import (
+    Budget,
+    BudgetFilter,
+    BudgetOrder,
+    BudgetWarning,
+    budget_by_id,
+    list_budget_warnings,
+    list_budgets,
+)
 from service.graphql.context import GraphQLContext
+from service.graphql.customer_kpis import CustomerKpi, customer_kpis
+from service.graphql.customers import (
+    Customer,
+    CustomerFilter,
+    CustomerOrder,
+    customer_by_id,
+    list_customers,
+)
+from service.graphql.indicators import (
+    IndicatorTarget,
+    OperationsIndicators,
+    indicator_targets,
+    operations_indicators,
+)
+from service.graphql.integrity import IntegrityQuery
 from service.graphql.nodes import Node, parse_global_id, record_uuid
 from service.graphql.pagination import Connection
 from service.graphql.projects import (
@@ -23,28 +57,210 @@ from service.graphql.projects import (
     list_projects,
     project_by_id,
 )
+from service.graphql.risks import (
+    HeatMapCell,
+    Risk,
+    RiskAction,
+    RiskFilter,
+    RiskOrder,
+    RiskWarning,
+    StrategySuggestion,
+    heat_map,
+    list_risks,
+    open_warnings,
+    overdue_actions,
+    risk_by_id,
+    suggestion,
+)
+from service.graphql.service_requests import (
+    QueueScope,
+    ServiceRequest,
+    ServiceRequestFilter,
+    ServiceRequestOrder,
+    request_by_id,
+    request_queue,
+)
+from service.graphql.subscriptions import Subscription
 
 
 @strawberry.type
-class Query:
+class Query(AuditQuery, IntegrityQuery):  # + integrityDigests, inclusionProof, …
     @strawberry.field(description="Projects, newest activity first by default (Relay "
-                                  "connection). waitForPosition: read your own write.")
+                                  "connection). waitForPosition: read your own write. asOf: "
+                                  "the portfolio as it stood then (auditors; managers: their "
+                                  "departments).")
     async def projects(self, info: Info[GraphQLContext, None], first: int | None = 20,
                        after: str | None = None, filter: ProjectFilter | None = None,
                        order_by: ProjectOrder | None = None,
-                       wait_for_position: int | None = None) -> Connection[Project]:
-        return await list_projects(info, first, after, filter, order_by, wait_for_position)
+                       wait_for_position: int | None = None,
+                       as_of: datetime | None = None) -> Connection[Project]:
+        return await list_projects(info, first, after, filter, order_by, wait_for_position,
+                                   as_of)
 
     @strawberry.field(description="One project by its UUID or global id.")
     async def project(self, info: Info[GraphQLContext, None], id: strawberry.ID,
                       wait_for_position: int | None = None) -> Project | None:
         return await project_by_id(info, record_uuid(id, "Project"), wait_for_position)
 
+    @strawberry.field(description="The risk register, highest score first by default (Relay "
+                                  "connection); every risk, closed ones included, unless "
+                                  "filtered.")
+    async def risks(self, info: Info[GraphQLContext, None], first: int | None = 20,
+                    after: str | None = None, filter: RiskFilter | None = None,
+                    order_by: RiskOrder | None = None,
+                    wait_for_position: int | None = None) -> Connection[Risk]:
+        return await list_risks(info, first, after, filter, order_by, wait_for_position)
+
+    @strawberry.field(description="One risk by its UUID or global id, with its assessment "
+                                  "history, response, actions, plan versions and warnings.")
+    async def risk(self, info: Info[GraphQLContext, None], id: strawberry.ID,
+                   wait_for_position: int | None = None) -> Risk | None:
+        return await risk_by_id(info, record_uuid(id, "Risk"), wait_for_position)
+
+    @strawberry.field(description="The 5×5 risk heat map: 25 cells (likelihood, then impact, "
+                                  "ascending) counting the assessed risks filtered like the "
+                                  "register; open risks only unless the filter names a status "
+                                  "or sets openOnly.")
+    async def heat_map(self, info: Info[GraphQLContext, None], filter: RiskFilter | None = None,
+                       wait_for_position: int | None = None) -> list[HeatMapCell]:
+        return await heat_map(info, filter, wait_for_position)
+
+    @strawberry.field(description="The response strategy the policy suggests for a likelihood "
+                                  "and an impact (1–5 each).")
+    def suggest_strategy(self, likelihood: int, impact: int) -> StrategySuggestion:
+        return suggestion(likelihood, impact)
+
+    @strawberry.field(description="Risk action items past their due date (UTC today) and not "
+                                  "done or cancelled, earliest first; risks filtered like the "
+                                  "register (open risks unless a status is named).")
+    async def overdue_actions(self, info: Info[GraphQLContext, None], first: int | None = 20,
+                              after: str | None = None, filter: RiskFilter | None = None,
+                              action_owner: str | None = None,
+                              wait_for_position: int | None = None) -> Connection[RiskAction]:
+        return await overdue_actions(info, first, after, filter, action_owner,
+                                     wait_for_position)
+
+    @strawberry.field(description="Risk warnings not yet acknowledged, newest first "
+                                  "(includeAcknowledged: also those awaiting their "
+                                  "re-assessment); risks filtered like the register.")
+    async def open_warnings(self, info: Info[GraphQLContext, None], first: int | None = 20,
+                            after: str | None = None, filter: RiskFilter | None = None,
+                            include_acknowledged: bool = False,
+                            wait_for_position: int | None = None) -> Connection[RiskWarning]:
+        return await open_warnings(info, first, after, filter, include_acknowledged,
+                                   wait_for_position)
+
+    @strawberry.field(description="Customers, newest activity first by default (Relay "
+                                  "connection); filter by status, segment (tier), owner, "
+                                  "industry, department; search by name.")
+    async def customers(self, info: Info[GraphQLContext, None], first: int | None = 20,
+                        after: str | None = None, filter: CustomerFilter | None = None,
+                        order_by: CustomerOrder | None = None,
+                        wait_for_position: int | None = None) -> Connection[Customer]:
+        return await list_customers(info, first, after, filter, order_by, wait_for_position)
+
+    @strawberry.field(description="Customer 360 by UUID or global id: profile, contacts, "
+                                  "cooperation history, open requests, satisfaction trend.")
+    async def customer(self, info: Info[GraphQLContext, None], id: strawberry.ID,
+                       wait_for_position: int | None = None) -> Customer | None:
+        return await customer_by_id(info, record_uuid(id, "Customer"), wait_for_position)
+
+    @strawberry.field(description="A department's service-request queue, oldest first by "
+                                  "default (Relay connection), each with its SLA clock; "
+                                  "department null: every department.")
+    async def service_request_queue(
+            self, info: Info[GraphQLContext, None], department: str | None = None,
+            scope: QueueScope = QueueScope.INVOLVED, first: int | None = 20,
+            after: str | None = None, filter: ServiceRequestFilter | None = None,
+            order_by: ServiceRequestOrder | None = None,
+            wait_for_position: int | None = None) -> Connection[ServiceRequest]:
+        return await request_queue(info, department, scope, first, after, filter, order_by,
+                                   wait_for_position)
+
+    @strawberry.field(description="One service request by its UUID or global id.")
+    async def service_request(self, info: Info[GraphQLContext, None], id: strawberry.ID,
+                              wait_for_position: int | None = None) -> ServiceRequest | None:
+        return await request_by_id(info, record_uuid(id, "ServiceRequest"), wait_for_position)
+
+    @strawberry.field(description="Customer KPIs per intake department and UTC month "
+                                  "(YYYY-MM bounds, inclusive): satisfaction, complaint rate, "
+                                  "first-response and resolution p50/p90, SLA breaches.")
+    async def customer_kpis(self, info: Info[GraphQLContext, None],
+                            department: list[str] | None = None, from_month: str | None = None,
+                            to_month: str | None = None,
+                            wait_for_position: int | None = None) -> list[CustomerKpi]:
+        return await customer_kpis(info, department, from_month, to_month, wait_for_position)
+
+    @strawberry.field(description="Budgets, newest activity first by default (Relay "
+                                  "connection); filter by department, fiscal year, status.")
+    async def budgets(self, info: Info[GraphQLContext, None], first: int | None = 20,
+                      after: str | None = None, filter: BudgetFilter | None = None,
+                      order_by: BudgetOrder | None = None,
+                      wait_for_position: int | None = None) -> Connection[Budget]:
+        return await list_budgets(info, first, after, filter, order_by, wait_for_position)
+
+    @strawberry.field(description="One budget by its UUID or global id: lines with figures, "
+                                  "actuals, versions, adjustments, warnings.")
+    async def budget(self, info: Info[GraphQLContext, None], id: strawberry.ID,
+                     wait_for_position: int | None = None) -> Budget | None:
+        return await budget_by_id(info, record_uuid(id, "Budget"), wait_for_position)
+
+    @strawberry.field(description="Budget vs actual of a fiscal year grouped by DEPARTMENT, "
+                                  "LINE, CATEGORY and/or MONTH (kind and currency always "
+                                  "split rows); variance = actual − budget.")
+    async def budget_vs_actual(self, info: Info[GraphQLContext, None], fiscal_year: int,
+                               group_by: list[BudgetDimension], department: str | None = None,
+                               status: list[str] | None = None,
+                               wait_for_position: int | None = None) -> list[BudgetVsActualRow]:
+        return await budget_vs_actual(info, fiscal_year, department, group_by, status,
+                                      wait_for_position)
+
+    @strawberry.field(description="Company consolidation of a fiscal year's budgets in one "
+                                  "currency; statuses default to approved and later.")
+    async def budget_consolidation(self, info: Info[GraphQLContext, None], fiscal_year: int,
+                                   currency: str = "CNY", statuses: list[str] | None = None,
+                                   wait_for_position: int | None = None) -> BudgetConsolidation:
+        return await budget_consolidation(info, fiscal_year, currency, statuses,
+                                          wait_for_position)
+
+    @strawberry.field(description="Budget warnings (80 % / 100 % of a line), newest first "
+                                  "(Relay connection).")
+    async def budget_warnings(self, info: Info[GraphQLContext, None], first: int | None = 20,
+                              after: str | None = None, fiscal_year: int | None = None,
+                              department: str | None = None, budget_id: strawberry.ID | None = None,
+                              threshold: int | None = None,
+                              wait_for_position: int | None = None) -> Connection[BudgetWarning]:
+        bid = record_uuid(budget_id, "Budget") if budget_id else None
+        return await list_budget_warnings(info, first, after, fiscal_year, department, bid,
+                                          threshold, wait_for_position)
+
+    @strawberry.field(description="Operations indicators of a department for a UTC month "
+                                  "(YYYY-MM), each with its target and an off-target flag.")
+    async def operations_indicators(self, info: Info[GraphQLContext, None], department: str,
+                                    month: str, wait_for_position: int | None = None,
+                                    ) -> OperationsIndicators:
+        return await operations_indicators(info, department, month, wait_for_position)
+
+    @strawberry.field(description="Analysts' indicator targets, active ones unless "
+                                  "includeWithdrawn.")
+    async def indicator_targets(self, info: Info[GraphQLContext, None],
+                                department: str | None = None, include_withdrawn: bool = False,
+                                wait_for_position: int | None = None) -> list[IndicatorTarget]:
+        return await indicator_targets(info, department, include_withdrawn, wait_for_position)
+
     @strawberry.field(description="Any object by its global id (Relay).")
     async def node(self, info: Info[GraphQLContext, None], id: strawberry.ID) -> Node | None:
         type_name, rid = parse_global_id(id)
         if type_name == "Project":
             return await project_by_id(info, rid)
+        if type_name == "Risk":
+            return await risk_by_id(info, rid)
+        if type_name == "Customer":
+            return await customer_by_id(info, rid)
+        if type_name == "ServiceRequest":
+            return await request_by_id(info, rid)
+        if type_name == "Budget":
+            return await budget_by_id(info, rid)
         return None
 
 
@@ -57,13 +273,14 @@ class SqlCounter(SchemaExtension):
 
 
 schema = strawberry.Schema(
-    query=Query, types=[Project],
+    query=Query, subscription=Subscription,
+    types=[Project, Risk, Customer, ServiceRequest, Budget],
     extensions=[lambda: QueryDepthLimiter(max_depth=12),
                 lambda: MaxTokensLimiter(max_token_count=4000),
                 lambda: MaxAliasesLimiter(max_alias_count=30), SqlCounter])
 
 
-async def _pool(request: Request) -> AsyncConnectionPool:
+async def _pool(request: HTTPConnection) -> AsyncConnectionPool:
     pool = getattr(request.app.state, "graphql_pool", None)
     if pool is None:
         container = request.app.state.container
@@ -74,7 +291,7 @@ async def _pool(request: Request) -> AsyncConnectionPool:
     return pool
 
 
-async def get_context(request: Request) -> GraphQLContext:
+async def get_context(request: HTTPConnection) -> GraphQLContext:  # HTTP or WebSocket
     container = request.app.state.container
     header = request.headers.get("authorization")
     actor = None
@@ -87,4 +304,6 @@ async def get_context(request: Request) -> GraphQLContext:
 
 
 def graphql_router() -> GraphQLRouter[Any, None]:
-    return GraphQLRouter(schema, context_getter=get_context, graphql_ide="graphiql")
+    return GraphQLRouter(schema, context_getter=get_context, graphql_ide="graphiql",
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                                                 GRAPHQL_WS_PROTOCOL))

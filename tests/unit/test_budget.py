@@ -699,3 +699,40 @@ def test_replaying_the_events_rebuilds_equal_state() -> None:
         return {k: v for k, v in vars(b).items() if k != "_pending_events"}
 
     assert state(copy) == state(budget)
+
+
+# --- Configurable categories ---
+
+def test_configured_categories_replace_the_default_list() -> None:
+    from domain import budget as module
+
+    module.configure_categories(["personnel", "it_services"])
+    try:
+        budget = compiled(travel(category="it_services"))
+        with pytest.raises(ValidationFailed) as refused:
+            compiled(travel(category="travel"))
+    finally:
+        module.configure_categories(module.DEFAULT_CATEGORIES)
+
+    assert budget.lines[0]["category"] == "it_services"
+    assert refused.value.rule == "unknown_category"
+
+
+def test_the_category_list_cannot_be_empty() -> None:
+    from domain import budget as module
+
+    with pytest.raises(ValueError):
+        module.configure_categories([" "])
+
+    assert module.categories() == module.DEFAULT_CATEGORIES
+
+
+def test_a_blocked_actual_names_the_line_and_its_remaining_amount() -> None:
+    budget = in_execution(travel("1000"), policy="block")
+    spend(budget, "900")
+
+    with pytest.raises(OverspendBlocked) as refused:
+        spend(budget, "100.01")
+
+    assert "'Travel'" in refused.value.message and "remaining 100.00 CNY" in refused.value.message
+    assert refused.value.status == 422

@@ -1,0 +1,181 @@
+"""The budget query tables: `budgets`, their current `budget_lines`, `budget_actuals`, and the
+`budget_warnings` raised by budget control (SPEC §5).
+
+The first three are written from the evolved Budget aggregate (a ``RecordTable``): one row per
+budget for filters; its lines as they stand in the current version (replaced on every change);
+its actuals, which never change once recorded (insert-only, keyed by their id, so writing them
+again is idempotent). Warnings need the event itself — when it was raised, by whose command —
+and a threshold can fire again after an adjustment re-arms it, so they are their own projection
+over ``BudgetWarningRaised`` events. Every amount is ``numeric(18, 2)``: never a float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID, uuid5
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from domain.budget import Budget
+from domain.shared import Record
+from projections.engine import Envelope
+
+BUDGETS_SQL = """
+CREATE TABLE IF NOT EXISTS budgets (
+    id               uuid PRIMARY KEY,
+    department       text NOT NULL,
+    fiscal_year      int NOT NULL,
+    status           text NOT NULL,
+    currency         text NOT NULL,
+    overspend_policy text NOT NULL,
+    version_no       int NOT NULL,
+    compiled_by      text NOT NULL,
+    created_at       timestamptz NOT NULL,
+    updated_at       timestamptz NOT NULL,
+    version          bigint NOT NULL,
+    position         bigint NOT NULL,
+    doc              jsonb NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS budgets_department_year_idx ON budgets (department, fiscal_year);
+CREATE INDEX IF NOT EXISTS budgets_year_idx ON budgets (fiscal_year, department);
+CREATE INDEX IF NOT EXISTS budgets_status_idx ON budgets (status, updated_at);
+CREATE INDEX IF NOT EXISTS budgets_updated_idx ON budgets (updated_at, id);
+
+CREATE TABLE IF NOT EXISTS budget_lines (
+    budget_id  uuid NOT NULL,
+    line_id    text NOT NULL,
+    seq        int NOT NULL,
+    kind       text NOT NULL,
+    category   text NOT NULL,
+    name       text NOT NULL,
+    amount     numeric(18, 2) NOT NULL,
+    monthly    numeric(18, 2)[],
+    PRIMARY KEY (budget_id, line_id)
+);
+
+CREATE TABLE IF NOT EXISTS budget_actuals (
+    id              uuid PRIMARY KEY,
+    budget_id       uuid NOT NULL,
+    line_id         text NOT NULL,
+    kind            text NOT NULL,
+    amount          numeric(18, 2) NOT NULL,
+    date            date NOT NULL,
+    month           smallint NOT NULL,
+    reference       text NOT NULL,
+    project_id      uuid,
+    recorded_by     text NOT NULL,
+    overspent       boolean NOT NULL,
+    override_by     text,
+    override_reason text
+);
+CREATE INDEX IF NOT EXISTS budget_actuals_line_idx ON budget_actuals (budget_id, line_id, month);
+CREATE INDEX IF NOT EXISTS budget_actuals_project_idx ON budget_actuals (project_id)
+    WHERE project_id IS NOT NULL;
+"""
+
+WARNINGS_SQL = """
+CREATE TABLE IF NOT EXISTS budget_warnings (
+    id          uuid PRIMARY KEY,
+    position    bigint NOT NULL,
+    budget_id   uuid NOT NULL,
+    department  text,
+    line_id     text NOT NULL,
+    threshold   int NOT NULL,
+    utilisation numeric(18, 2),
+    actual      numeric(18, 2) NOT NULL,
+    amount      numeric(18, 2) NOT NULL,
+    raised_at   timestamptz NOT NULL,
+    raised_by   text,
+    command     text
+);
+CREATE INDEX IF NOT EXISTS budget_warnings_budget_idx ON budget_warnings (budget_id, position);
+CREATE INDEX IF NOT EXISTS budget_warnings_position_idx ON budget_warnings (position, id);
+"""
+
+BUDGET_COLUMNS = ("id", "department", "fiscal_year", "status", "currency", "overspend_policy",
+                  "version_no", "compiled_by", "created_at", "updated_at", "version", "position",
+                  "doc")
+ACTUAL_COLUMNS = ("id", "budget_id", "line_id", "kind", "amount", "date", "month", "reference",
+                  "project_id", "recorded_by", "overspent", "override_by", "override_reason")
+
+# The event class the library made from ``Budget._budget_warning_raised``.
+WARNING_RAISED: type = getattr(Budget, "BudgetWarningRaised")  # noqa: B009
+WARNING_ID_NAMESPACE = UUID("5b0e7f1c-2d7e-4a53-8c1e-6f4a9d2b7c31")
+
+
+def _insert(table: str, columns: Sequence[str], conflict: str) -> str:
+    marks = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
+
+
+class BudgetsTable:
+    """`budgets`, `budget_lines` and `budget_actuals` from the evolved Budget aggregates."""
+
+    record_type = Budget.RECORD_TYPE
+    tables: tuple[str, ...] = ("budgets", "budget_lines", "budget_actuals")
+
+    def create_tables(self, conn: Connection[Any]) -> None:
+        conn.execute(BUDGETS_SQL)
+
+    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, dict[str, Any]]],
+               ) -> None:
+        budgets, lines, actuals = [], [], []
+        for b, position, doc in rows:
+            s: Any = b
+            budgets.append((b.id, s.department, s.fiscal_year, s.status, s.currency,
+                            s.overspend_policy, s.version_no, s.compiled_by, b.created_on,
+                            b.modified_on, b.version, position, Jsonb(doc)))
+            lines += [(b.id, line["id"], seq, line["kind"], line["category"], line["name"],
+                       line["amount"], line.get("monthly"))
+                      for seq, line in enumerate(s.lines)]
+            actuals += [(UUID(a["id"]), b.id, a["line_id"], a["kind"], a["amount"], a["date"],
+                         a["date"].month, a["reference"], a.get("project_id"), a["recorded_by"],
+                         bool(a.get("overspent")), a.get("override_by"),
+                         a.get("override_reason")) for a in s.actuals]
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in BUDGET_COLUMNS[1:]
+                            if c != "created_at")
+        with conn.cursor() as cur:
+            cur.executemany(_insert("budgets", BUDGET_COLUMNS,
+                                    f"ON CONFLICT (id) DO UPDATE SET {updates}"), budgets)
+            # The current version's lines replace the previous ones (an adjustment may add,
+            # change or remove lines); earlier versions stay in the record's ``versions``.
+            cur.execute("DELETE FROM budget_lines WHERE budget_id = ANY(%s)",
+                        ([b.id for b, _, _ in rows],))
+            cur.executemany(_insert("budget_lines", ("budget_id", "line_id", "seq", "kind",
+                                                     "category", "name", "amount", "monthly"),
+                                    ""), lines)
+            cur.executemany(_insert("budget_actuals", ACTUAL_COLUMNS,
+                                    "ON CONFLICT (id) DO NOTHING"), actuals)
+
+
+class BudgetWarningsProjection:
+    """`budget_warnings`: one row per BudgetWarningRaised event (80 % / 100 % of a line)."""
+
+    name = "budget_warnings"
+
+    def create_tables(self, conn: Connection[Any]) -> None:
+        conn.execute(WARNINGS_SQL)
+
+    def reset(self, conn: Connection[Any]) -> None:
+        conn.execute("TRUNCATE budget_warnings")
+
+    def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
+        rows = []
+        for env in batch:
+            if not isinstance(env.event, WARNING_RAISED):
+                continue
+            e: Any = env.event
+            actor = env.meta.get("actor") or {}
+            rows.append((uuid5(WARNING_ID_NAMESPACE, f"{e.originator_id}:{e.originator_version}"),
+                         env.position, e.originator_id, env.meta.get("department"), e.line_id,
+                         e.threshold, e.utilisation, e.actual, e.amount, e.timestamp,
+                         actor.get("user_id"), env.meta.get("command")))
+        if not rows:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(_insert("budget_warnings", (
+                "id", "position", "budget_id", "department", "line_id", "threshold",
+                "utilisation", "actual", "amount", "raised_at", "raised_by", "command"),
+                "ON CONFLICT (id) DO NOTHING"), rows)
