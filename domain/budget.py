@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from copy import deepcopy
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any, Literal, NotRequired
@@ -40,6 +39,7 @@ from domain.shared import (
     Role,
     ValidationFailed,
     command,
+    copy_data,
     money,
     require,
     require_reason,
@@ -229,7 +229,7 @@ class Budget(Record):
         self.overspend_policy = overspend_policy
         self.status = BudgetStatus.DRAFT.value
         self.compiled_by = by
-        self.lines: list[dict[str, Any]] = deepcopy(lines)
+        self.lines: list[dict[str, Any]] = copy_data(lines)
         self.submitted_by: str | None = None
         self.approvals: list[dict[str, str]] = []
         self.returns: list[dict[str, str]] = []
@@ -313,7 +313,7 @@ class Budget(Record):
         """Approve the reviewed budget (leadership; not the submitter nor the finance reviewer)."""
         BUDGET_APPROVAL.check_pass("approve", "leadership_approval", actor,
                                    **self._approval_state())
-        self._approved(lines=deepcopy(self.lines), by=actor.user_id)
+        self._approved(lines=copy_data(self.lines), by=actor.user_id)
 
     @command
     def return_for_revision(self, actor: Actor, *, reason: str) -> None:
@@ -511,7 +511,7 @@ class Budget(Record):
                 seen.add(line_id)
                 if raw.get("remove"):
                     # A removal records the line as it stands, not as the request spelled it.
-                    action, line = "remove", deepcopy(self._line(line_id))
+                    action, line = "remove", copy_data(self._line(line_id))
                 else:
                     action, line = "change", _validated_line(raw, at, line_id)
             line_fields = {k: v for k, v in line.items() if k != "id"}
@@ -520,7 +520,7 @@ class Budget(Record):
 
     def _adjusted_lines(self, changes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The lines after applying ``changes``; refuses changes that would orphan actuals."""
-        lines = deepcopy(self.lines)
+        lines = copy_data(self.lines)
         for i, change in enumerate(changes):
             at = f"changes[{i}]."
             line_id = change["line_id"]
@@ -558,11 +558,11 @@ class Budget(Record):
 
     @event("LinesRevised")
     def _lines_revised(self, lines: list[dict[str, Any]], by: str) -> None:
-        self.lines = deepcopy(lines)
+        self.lines = copy_data(lines)
 
     @event("LineAdded")
     def _line_added(self, line: dict[str, Any], by: str) -> None:
-        self.lines = [*self.lines, deepcopy(line)]
+        self.lines = [*self.lines, copy_data(line)]
 
     @event("LineRemoved")
     def _line_removed(self, line_id: str, reason: str, by: str) -> None:
@@ -584,7 +584,7 @@ class Budget(Record):
         """Carries the approved lines: the approval binds this version (version 1)."""
         self.status = BudgetStatus.APPROVED.value
         self.approvals = [*self.approvals, {"stage": "leadership_approval", "by": by}]
-        self.versions = [{"version_no": self.version_no, "lines": deepcopy(lines),
+        self.versions = [{"version_no": self.version_no, "lines": copy_data(lines),
                           "adjustment_id": None, "approved_by": by}]
 
     @event("ReturnedForRevision")
@@ -611,7 +611,7 @@ class Budget(Record):
 
     @event("ActualRecorded")
     def _actual_recorded(self, actual: dict[str, Any]) -> None:
-        self.actuals = [*self.actuals, deepcopy(actual)]
+        self.actuals = [*self.actuals, copy_data(actual)]
 
     @event("BudgetWarningRaised")
     def _budget_warning_raised(self, line_id: str, threshold: int, utilisation: Decimal | None,
@@ -623,7 +623,7 @@ class Budget(Record):
 
     @event("AdjustmentRequested")
     def _adjustment_requested(self, adjustment: dict[str, Any]) -> None:
-        self.adjustments = [*self.adjustments, deepcopy(adjustment)]
+        self.adjustments = [*self.adjustments, copy_data(adjustment)]
 
     @event("AdjustmentFinanceReviewPassed")
     def _adjustment_finance_review_passed(self, adjustment_id: str, by: str) -> None:
@@ -644,10 +644,10 @@ class Budget(Record):
                                 approval={"stage": "leadership_approval", "by": by},
                                 version_no=version_no)
         self.version_no = version_no
-        self.lines = deepcopy(lines)
-        self.versions = [*self.versions, {"version_no": version_no, "lines": deepcopy(lines),
+        self.lines = copy_data(lines)
+        self.versions = [*self.versions, {"version_no": version_no, "lines": copy_data(lines),
                                           "adjustment_id": adjustment_id, "approved_by": by}]
-        self.warned_thresholds = deepcopy(warned_thresholds)
+        self.warned_thresholds = copy_data(warned_thresholds)
 
     def _update_adjustment(self, adjustment_id: str, *, status: str,
                            approval: dict[str, str] | None = None,

@@ -12,6 +12,13 @@ event or the hash chain. Personal fields are:
 Ids, flags (``is_primary``) and everything else stay outside ``personal``, so an erased customer
 keeps its structure. Event bodies read ``personal`` with ``.get`` and accept an empty dict or
 ``None``: after erasure the record still replays and the personal fields read as ``None``.
+
+Erasure (PIPL art. 47 / GDPR art. 17, ``erase_personal_data``) is itself an event,
+``PersonalDataErased``: it clears the personal fields of the state and marks the customer
+``personal_data_erased``; the service destroys the customer's key when it commits (see
+``docs/personal-data.md``). Afterwards nothing personal can be added to the customer again.
+The state's personal fields are named by ``split_personal_state`` / ``join_personal_state``
+so the service can keep them encrypted in snapshots too.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from eventsourcing.domain import event
 
 from domain.shared import (
     Actor,
+    DomainError,
     NotPermitted,
     Record,
     Role,
@@ -69,6 +77,20 @@ _PHONE = re.compile(r"\+?[0-9()\- ]+")
 # Who looks after a customer: the owning department's people (SPEC §1, "record customer
 # interactions"); auditors, analysts, finance and leadership only read.
 CARETAKER_ROLES = (Role.MEMBER, Role.CUSTOMER_SERVICE, Role.DEPT_MANAGER, Role.DEPUTY_MANAGER)
+
+# Who may erase a customer's personal data (PIPL art. 47 / GDPR art. 17): company-wide roles.
+ERASER_ROLES = (Role.LEADERSHIP, Role.DATA_PROTECTION)
+
+# The personal fields of a contact person (the state's ``contacts`` items).
+PERSONAL_CONTACT_FIELDS = ("name", "phone", "email", "title")
+
+
+class PersonalDataGone(DomainError):
+    """The customer's personal data was erased: nothing personal may be added to it again, and
+    it cannot be erased twice."""
+
+    status = 409
+    rule = "personal_data_erased"
 
 
 def _now() -> dt.datetime:
@@ -150,6 +172,8 @@ class Customer(Record):
         self.contacts: list[dict[str, Any]] = []
         self.interactions: list[dict[str, Any]] = []
         self.feedback: list[dict[str, Any]] = []
+        self.personal_data_erased = False
+        self.personal_data_erased_at: dt.datetime | None = None
 
     # -- creation ---------------------------------------------------------------------------
 
@@ -214,6 +238,7 @@ class Customer(Record):
             new_name = require_text(name, "name", max_length=200)
             if new_name != self.name:
                 if self.kind == CustomerKind.INDIVIDUAL:
+                    self._check_not_erased("change an individual's name")
                     personal["name"] = new_name
                 else:
                     changes["name"] = new_name
@@ -270,6 +295,7 @@ class Customer(Record):
                     is_primary: bool = False) -> None:
         """Adds a contact person (the first one becomes primary); the department's members, customer service or managers may."""  # noqa: E501
         _check_caretaker(actor, self.department, "add a contact person")
+        self._check_not_erased("add a contact person")
         personal = {"name": require_text(name, "name", max_length=200), "phone": _phone(phone),
                     "email": _email(email), "title": _optional_text(title, "title",
                                                                     max_length=200)}
@@ -305,6 +331,8 @@ class Customer(Record):
         if title is not None:
             personal["title"] = _optional_text(title, "title", max_length=200)
         personal = {k: v for k, v in personal.items() if v != contact[k]}
+        if personal:
+            self._check_not_erased("change a contact person's personal details")
         primary = None if is_primary is None or is_primary == contact["is_primary"] else is_primary
         require(bool(personal) or primary is not None, "nothing to change", rule="no_change")
         self._contact_updated(contact_id=contact["id"], is_primary=primary, personal=personal,
@@ -336,6 +364,75 @@ class Customer(Record):
     @event("ContactRemoved")
     def _contact_removed(self, contact_id: str, reason: str, by: str) -> None:
         self.contacts = [c for c in self.contacts if c["id"] != contact_id]
+
+    # -- personal data erasure (PIPL art. 47 / GDPR art. 17) -----------------------------------
+
+    @command
+    def erase_personal_data(self, actor: Actor, *, reason: str) -> None:
+        """Erases the customer's personal data for good (contact people, an individual's name), in any status, with a reason; leadership or the data protection officer may."""  # noqa: E501
+        _refuse_auditor(actor)
+        if not actor.has_role(*ERASER_ROLES):
+            raise NotPermitted("only leadership or the data protection officer erase a "
+                               "customer's personal data", rule="personal_data_eraser")
+        if getattr(self, "personal_data_erased", False):
+            raise PersonalDataGone("this customer's personal data is already erased",
+                                   rule="personal_data_already_erased")
+        text = require_reason(reason, "erase a customer's personal data")
+        self._personal_data_erased(reason=text, by=actor.user_id, at=_now())
+
+    @event("PersonalDataErased")
+    def _personal_data_erased(self, reason: str, by: str, at: dt.datetime) -> None:
+        if self.kind == CustomerKind.INDIVIDUAL:
+            self.name = None
+        for contact in self.contacts:
+            for field in PERSONAL_CONTACT_FIELDS:
+                contact[field] = None
+        self.personal_data_erased = True
+        self.personal_data_erased_at = at
+
+    def _check_not_erased(self, what: str) -> None:
+        if getattr(self, "personal_data_erased", False):
+            raise PersonalDataGone(
+                f"this customer's personal data was erased: cannot {what} (register the "
+                "customer anew if they come back)")
+
+    @staticmethod
+    def split_personal_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the state with every personal field ``None``, the personal fields) of a customer's
+        state dict (``vars`` of the aggregate, as in a snapshot): the service encrypts the
+        second part of snapshots with the customer's key. Pure; ``state`` is not changed."""
+        public = dict(state)
+        personal: dict[str, Any] = {}
+        if state.get("kind") == CustomerKind.INDIVIDUAL and state.get("name") is not None:
+            personal["name"] = state["name"]
+            public["name"] = None
+        contacts: dict[str, dict[str, Any]] = {}
+        public_contacts = []
+        for contact in state.get("contacts") or []:
+            fields = {f: contact.get(f) for f in PERSONAL_CONTACT_FIELDS
+                      if contact.get(f) is not None}
+            if fields:
+                contacts[contact["id"]] = fields
+            public_contacts.append({**contact, **dict.fromkeys(PERSONAL_CONTACT_FIELDS)})
+        public["contacts"] = public_contacts
+        if contacts:
+            personal["contacts"] = contacts
+        return public, personal
+
+    @staticmethod
+    def join_personal_state(state: dict[str, Any], personal: dict[str, Any] | None,
+                            ) -> dict[str, Any]:
+        """The inverse of ``split_personal_state``; ``personal`` ``None`` (erased) leaves the
+        personal fields ``None``."""
+        if not personal:
+            return state
+        joined = dict(state)
+        if "name" in personal:
+            joined["name"] = personal["name"]
+        contacts = personal.get("contacts") or {}
+        joined["contacts"] = [{**c, **contacts.get(c["id"], {})}
+                              for c in state.get("contacts") or []]
+        return joined
 
     def _contact(self, contact_id: UUID | str) -> dict[str, Any]:
         wanted = str(contact_id)

@@ -9,7 +9,6 @@ or a manager outside the team reviews acceptance (驗收) before closure (結項
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -27,6 +26,7 @@ from domain.shared import (
     Role,
     ValidationFailed,
     command,
+    copy_data,
     different_person,
     money,
     require,
@@ -444,11 +444,11 @@ class Project(Record):
         plan["reviewed_by"] = by
         task_status = {t["name"]: t["status"] for t in self.tasks}
         completed_on = {m["name"]: m["completed_on"] for m in self.milestones}
-        self.milestones = [{**copy.deepcopy(m), "completed_on": completed_on.get(m["name"])}
+        self.milestones = [{**copy_data(m), "completed_on": completed_on.get(m["name"])}
                            for m in plan["milestones"]]
-        self.tasks = [{**copy.deepcopy(t), "status": task_status.get(t["name"], t["status"])}
+        self.tasks = [{**copy_data(t), "status": task_status.get(t["name"], t["status"])}
                       for t in plan["tasks"]]
-        self.resources = copy.deepcopy(plan["resources"])
+        self.resources = copy_data(plan["resources"])
         self.current_plan_version = plan_version
         self.status = S.IN_EXECUTION.value
 
@@ -640,7 +640,7 @@ class Project(Record):
         """A manager evaluated the project (監控與評估): planned vs actual milestone dates,
         quality, budget vs actual cost, verdict."""
         self.evaluations.append({
-            "id": evaluation_id, "period": period, "schedule": copy.deepcopy(schedule),
+            "id": evaluation_id, "period": period, "schedule": copy_data(schedule),
             "schedule_note": schedule_note, "quality_note": quality_note,
             "quality_rating": quality_rating, "budget": budget, "actual_cost": actual_cost,
             "cost_variance": cost_variance, "verdict": verdict, "adjustments": adjustments,
@@ -872,15 +872,15 @@ class Project(Record):
                   reason: str | None, by: str) -> None:
         self.plans.append({
             "version": version, "status": "submitted", "submitted_by": by,
-            "milestones": copy.deepcopy(milestones), "tasks": copy.deepcopy(tasks),
-            "resources": copy.deepcopy(resources), "summary": summary, "reason": reason,
+            "milestones": copy_data(milestones), "tasks": copy_data(tasks),
+            "resources": copy_data(resources), "summary": summary, "reason": reason,
             "reviewed_by": None, "return_reason": None, "filed_with": None})
         self.status = S.PLAN_REVIEW.value
 
     def _add_acceptance_review(self, review_id: str, passed: bool, criteria: dict[str, Any],
                                findings: str, rectification_items: list[str], by: str) -> None:
         self.acceptance_reviews.append({
-            "id": review_id, "passed": passed, "criteria": copy.deepcopy(criteria),
+            "id": review_id, "passed": passed, "criteria": copy_data(criteria),
             "findings": findings, "rectification_items": list(rectification_items), "by": by})
         self.rectification_items = list(rectification_items)
 

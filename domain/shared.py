@@ -7,11 +7,12 @@ method decorated with ``@event("PastTense")`` that only assigns state (it runs a
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID, uuid5
 
@@ -112,6 +113,41 @@ class InvalidTransition(DomainError):
 class Duplicate(DomainError):
     status = 409
     rule = "duplicate"
+
+
+_IMMUTABLE = (str, int, float, bool, type(None), Decimal, date, datetime, time, timedelta, UUID,
+              bytes, Enum, frozenset)
+
+
+def copy_data(value: Any) -> Any:
+    """A deep copy of record data (dicts, lists, sets and tuples of plain values), like
+    ``copy.deepcopy`` but several times faster: immutable values (str, numbers, Decimal,
+    dates, UUIDs, enums …) are shared, containers are copied, anything else is deep-copied."""
+    kind = type(value)
+    if kind is dict:
+        return {k: copy_data(v) for k, v in value.items()}
+    if kind is list:
+        return [copy_data(v) for v in value]
+    if isinstance(value, _IMMUTABLE):
+        return value
+    if kind is tuple:
+        return tuple(copy_data(v) for v in value)
+    if kind is set:
+        return {copy_data(v) for v in value}
+    return copy.deepcopy(value)
+
+
+def copy_record(aggregate: Any) -> Any:
+    """A copy of an aggregate whose mutation cannot reach the original (``copy_data`` of its
+    attributes); classes with their own copy rules (``__slots__``, ``__deepcopy__``) get
+    ``copy.deepcopy``."""
+    cls = type(aggregate)
+    if hasattr(cls, "__deepcopy__") or not hasattr(aggregate, "__dict__") or any(
+            vars(k).get("__slots__") for k in cls.__mro__):
+        return copy.deepcopy(aggregate)
+    clone = object.__new__(cls)
+    clone.__dict__.update({k: copy_data(v) for k, v in aggregate.__dict__.items()})
+    return clone
 
 
 def require(condition: bool, message: str, *, field: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -42,8 +43,11 @@ SNAPSHOT_TOPIC = "eventsourcing.domain:Snapshot"
 
 
 def freeze(mapper: Mapper[UUID], aggregate: Any) -> bytes:
-    """The aggregate's exact state as bytes (a library snapshot body)."""
-    return mapper.to_stored_event(Snapshot.take(aggregate)).state
+    """The aggregate's exact state as bytes (a library snapshot body). Deterministic: the
+    snapshot is stamped with the record's own last-modified time, not the wall clock, so a
+    view rebuilt (or resumed after a crash) is byte-for-byte the same."""
+    snapshot = dataclasses.replace(Snapshot.take(aggregate), timestamp=aggregate.modified_on)
+    return mapper.to_stored_event(snapshot).state
 
 
 def thaw(mapper: Mapper[UUID], record_id: UUID, version: int, state: bytes) -> Any:
@@ -53,6 +57,17 @@ def thaw(mapper: Mapper[UUID], record_id: UUID, version: int, state: bytes) -> A
 
 def jsonable(value: Any) -> Any:
     """Decimal → string (never float), dates → ISO 8601, UUID → string, recursively."""
+    kind = type(value)  # the common exact types first (a view walks every value of a record)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [jsonable(v) for v in value]
+    if kind is Decimal or kind is UUID:
+        return str(value)
+    if kind is datetime or kind is date:
+        return value.isoformat()
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, Decimal):

@@ -8,16 +8,17 @@ sorting (``projects`` …) are filled from the same evolved aggregates by ``Reco
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper
+from eventsourcing.persistence import Mapper, StoredEvent
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from domain.shared import Record
-from projections.codec import freeze, record_view, thaw
+from projections.codec import SNAPSHOT_TOPIC, freeze, record_view, thaw
 from projections.engine import Envelope
 
 STATE_SQL = """
@@ -52,12 +53,23 @@ class RecordTable(Protocol):
                ) -> None: ...
 
 
+# Records evolved by the last batches, kept in memory for the next ones: a record touched
+# again (a budget, a project in execution) is then neither read back nor decoded. Only the
+# projector that holds the leader lock writes record_state; the runner calls ``forget`` when it
+# becomes the leader, on reset, and when a batch fails, so the copies never disagree with it.
+CACHED_RECORDS = 1000
+
+
 class RecordsProjection:
     name = "records"
 
     def __init__(self, mapper: Mapper[UUID], tables: Sequence[RecordTable] = ()):
         self.mapper = mapper
         self.tables = {t.record_type: t for t in tables}
+        self._cache: OrderedDict[UUID, Any] = OrderedDict()
+
+    def forget(self) -> None:
+        self._cache.clear()
 
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(STATE_SQL)
@@ -65,14 +77,25 @@ class RecordsProjection:
             t.create_tables(conn)
 
     def reset(self, conn: Connection[Any]) -> None:
+        self.forget()
         names = ["record_state"] + [n for t in self.tables.values() for n in t.tables]
         conn.execute("TRUNCATE " + ", ".join(names))
 
     def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
-        ids = list({env.record_id for env in batch})
         records: dict[UUID, Any] = {}
+        missing = []
+        for rid in {env.record_id for env in batch}:
+            cached = self._cache.get(rid)
+            if cached is None:
+                missing.append(rid)
+            else:
+                records[rid] = cached
         rows = conn.execute("SELECT id, version, state FROM record_state WHERE id = ANY(%s)",
-                            (ids,)).fetchall()
+                            (missing,)).fetchall() if missing else []
+        prefetch = getattr(self.mapper, "prefetch", None)  # personal-data keys, one statement
+        if prefetch is not None and rows:
+            prefetch([StoredEvent(rid, version, SNAPSHOT_TOPIC, bytes(state))
+                      for rid, version, state in rows])
         for rid, version, state in rows:
             records[rid] = thaw(self.mapper, rid, version, bytes(state))
         last_position: dict[UUID, int] = {}
@@ -107,3 +130,8 @@ class RecordsProjection:
             table = self.tables.get(record_type)
             if table is not None:
                 table.upsert(conn, typed_rows)
+        for rec, _pos in touched:
+            self._cache[rec.id] = rec
+            self._cache.move_to_end(rec.id)
+        while len(self._cache) > CACHED_RECORDS:
+            self._cache.popitem(last=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
 from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from domain.shared import (
     Actor,
@@ -27,7 +29,9 @@ from domain.shared import (
     UniqueKey,
     ValidationFailed,
 )
+from service import telemetry
 from service.catalogue import CommandBody, CommandSpec
+from service.logs import correlation_id
 from service.store import EventStore, IdempotencyKeyTaken, IdempotencyRecord, RecordConflict
 
 log = logging.getLogger(__name__)
@@ -129,13 +133,31 @@ class Ledger:
             raise NotFound(record_cls.RECORD_TYPE, record_id)
         return record
 
+    def load_current(self, record_cls: type[Record], record_id: UUID | str) -> Record:
+        """The latest state for reads (GET): the cached record (a copy) brought forward by the
+        events another process appended since this one cached it — one indexed query. (The
+        cache alone may lag behind other workers; commands detect that by conflict, reads must
+        look.) A stale cache entry is dropped so the next command loads afresh."""
+        record = self.load(record_cls, record_id)
+        newer: list[Any] = list(self.store.events.get(record.id, gt=record.version))
+        if newer:
+            for event in newer:
+                event.mutate(record)
+            self.store.cache_evict(record.id)
+        return record
+
     # -- commands -----------------------------------------------------------------------
     def execute(self, spec: CommandSpec, ctx: CommandContext, body: CommandBody,
                 record_id: UUID | None = None, expected_version: int | None = None,
                 ) -> CommandResult:
         if record_id is not None and not isinstance(record_id, UUID):
             record_id = UUID(str(record_id))
-        with tracer.start_as_current_span(f"command {spec.full_name}") as span:
+        started = time.perf_counter()
+        outcome = "error"
+        token = correlation_id.set(ctx.correlation_id)
+        # Refusals are answers, not failures: the span's status is an error only for the rest.
+        with tracer.start_as_current_span(f"command {spec.full_name}", record_exception=False,
+                                          set_status_on_exception=False) as span:
             span.set_attribute("opsledger.record_type", spec.record_type)
             span.set_attribute("opsledger.command", spec.full_name)
             if record_id is not None:
@@ -143,22 +165,50 @@ class Ledger:
             try:
                 result = self._execute(spec, ctx, body, record_id, expected_version)
             except DomainError as exc:
+                outcome = "refused"
                 span.set_attribute("opsledger.outcome", f"refused:{exc.rule}")
                 self._log_refusal(spec, ctx, record_id, exc.status, exc.rule, exc.message)
                 raise
             except Exception as exc:
-                span.set_attribute("opsledger.outcome", type(exc).__name__)
+                outcome = telemetry.command_outcome(exc)
+                span.set_attribute("opsledger.outcome", outcome)
+                if outcome == "error":
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
-            span.set_attribute("opsledger.outcome", "replayed" if result.replayed else "ok")
-            span.set_attribute("opsledger.record_id", result.body["id"])
-            return result
+            else:
+                outcome = "replayed" if result.replayed else "ok"
+                span.set_attribute("opsledger.outcome", outcome)
+                span.set_attribute("opsledger.record_id", result.body["id"])
+                return result
+            finally:
+                attrs = {"command": spec.full_name, "record_type": spec.record_type,
+                         "outcome": outcome}
+                telemetry.COMMANDS.add(1, attrs)
+                telemetry.COMMAND_DURATION.record(time.perf_counter() - started, attrs)
+                correlation_id.reset(token)
 
     def _execute(self, spec: CommandSpec, ctx: CommandContext, body: CommandBody,
                  record_id: UUID | None, expected_version: int | None) -> CommandResult:
-        if ctx.idempotency_key:
-            prior = self._prior_response(ctx)
-            if prior is not None:
-                return prior
+        """Runs the command; an Idempotency-Key already used answers with the first answer.
+
+        The key is not looked up before deciding (a round trip per command): the append
+        stores it in the same transaction as the events, under a unique constraint, so a key
+        used before makes the append fail (``IdempotencyKeyTaken``) and nothing is written; a
+        retry refused by the state its first attempt left (412, 409, 422 …) looks the key up
+        before answering. Either way the first answer is replayed, or a different body under
+        the same key is refused (422), exactly as if it had been looked up first."""
+        try:
+            return self._execute_once(spec, ctx, body, record_id, expected_version)
+        except (DomainError, StaleVersion, NotFound, Busy):
+            if ctx.idempotency_key:
+                prior = self._prior_response(ctx)
+                if prior is not None:
+                    return prior
+            raise
+
+    def _execute_once(self, spec: CommandSpec, ctx: CommandContext, body: CommandBody,
+                      record_id: UUID | None, expected_version: int | None) -> CommandResult:
         self._check_references(body)
         for _attempt in range(self.retries):
             if spec.creates:
@@ -240,7 +290,11 @@ class Ledger:
         if ctx.idempotency_key:
             idem = IdempotencyRecord(ctx.actor.user_id, ctx.idempotency_key,
                                      ctx.request_hash or "", respond)
-        positions = self.store.append(events, idem).result(self.commit_timeout)
+        with tracer.start_as_current_span("events.append") as span:
+            span.set_attribute("opsledger.events", len(events))
+            positions = self.store.append(events, idem).result(self.commit_timeout)
+            if positions:
+                span.set_attribute("opsledger.position", max(positions))
         for r, es in events_by_record:
             if isinstance(r, Record):
                 self.store.cache_put(r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from projections.projects import ProjectsTable
 from projections.records import RecordsProjection
 from projections.risks import RisksTable
 from service import database as db
+from service import telemetry
 from service.application import Ledger
 from service.audit import Auditor
 from service.auth import Authenticator
@@ -49,6 +51,16 @@ class Container:
         self.store.close()
 
 
+def tune_garbage_collector() -> None:
+    """For the long-running processes (``serve``, ``worker``), once started: what exists now
+    (modules, schema, settings …) is frozen out of the collector's scans, and collections run
+    every 50,000 allocations rather than 700. Requests and projection batches allocate many
+    short-lived objects that reference counting frees; the default pace cost the command path
+    a fifth of its CPU and its p99 latency (full collections over the aggregate cache)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
 def build_projections(store: EventStore) -> list[Any]:
     return [RecordsProjection(store.mapper, [ProjectsTable(), RisksTable(),
                                                 CustomersTable(), ServiceRequestsTable(),
@@ -58,13 +70,16 @@ def build_projections(store: EventStore) -> list[Any]:
 
 def make_source(store: EventStore) -> Any:
     def source(after: int, limit: int) -> Sequence[Envelope]:
-        return [Envelope(n.id, store.to_event(n)) for n in store.notifications(after, limit)]
+        notifications = store.notifications(after, limit)
+        return [Envelope(n.id, event)
+                for n, event in zip(notifications, store.to_events(notifications), strict=True)]
     return source
 
 
 def bootstrap(settings: Settings | None = None, database: db.Database | None = None, *,
               start_projector: bool | None = None) -> Container:
     settings = settings or get_settings()
+    telemetry.configure_telemetry()  # before the first connection: psycopg is instrumented
     configure_categories(settings.budget_categories)
     database = database or db.resolve(settings.database_url, settings.data_dir)
     store = EventStore(database, pool_size=settings.pool_size,
@@ -72,7 +87,8 @@ def bootstrap(settings: Settings | None = None, database: db.Database | None = N
                        cache_size=settings.aggregate_cache_size,
                        create_schema=settings.create_schema)
     runner = ProjectionRunner(database.conninfo, make_source(store), build_projections(store),
-                              batch_size=settings.projection_batch_size)
+                              batch_size=settings.projection_batch_size,
+                              on_batch=telemetry.record_projection_batch)
     if settings.create_schema:
         runner.create_tables()
     store.committed_listeners.append(runner.wake)
@@ -89,6 +105,7 @@ def bootstrap(settings: Settings | None = None, database: db.Database | None = N
     projecting = settings.run_projector if start_projector is None else start_projector
     if projecting:
         runner.start()
+        telemetry.observe_projection_lag(runner, store)
         # The projector's leader also signs the periodic digests.
         container.integrity.start_periodic(settings.digest_interval_seconds,
                                            lambda: runner.is_leader)

@@ -1,4 +1,15 @@
-"""The `opsledger` command line: serve, worker, token, rebuild, openapi, asyncapi."""
+"""The `opsledger` command line: serve, worker, token, rebuild, seed-demo, openapi, asyncapi
+(and, from cli_integrity, verify, digest, prove, export, archive, migrate).
+
+Exit codes, for every command:
+  0  done;
+  1  done, and the answer is no: tampering found, a document out of date, a proof that cannot
+     be made, a refusal (seed-demo into a database that has events, rebuild while a projector
+     leads);
+  2  usage: an unknown option, role, projection or a malformed value;
+  3  PostgreSQL cannot be reached;
+  130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +19,54 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from service import cli_integrity
 from service.config import get_settings
+from service.logs import configure_logging
 
-app = typer.Typer(help="opsledger: event-sourced operations backend.", no_args_is_help=True,
-                  add_completion=False)
+EXIT_NO, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+class _App(typer.Typer):
+    """Maps every ending to the documented exit codes (no traceback for an unreachable
+    database or Ctrl-C): Click runs without its standalone handling, so this decides."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from service.store import is_unavailable
+
+        try:
+            code = super().__call__(*args, standalone_mode=False, **kwargs)
+        except (KeyboardInterrupt, typer.Abort):
+            typer.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            usage_code = getattr(exc, "exit_code", None)
+            show = getattr(exc, "show", None)
+            if isinstance(usage_code, int) and show is not None:
+                show()  # Click's usage errors (typer vendors Click): 2
+                sys.exit(usage_code)
+            if not is_unavailable(exc):
+                raise
+            typer.echo(f"PostgreSQL cannot be reached: {str(exc).strip()[:300]}", err=True)
+            sys.exit(EXIT_UNAVAILABLE)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = _App(help="opsledger: event-sourced operations backend.", no_args_is_help=True,
+           add_completion=False, pretty_exceptions_enable=False)
 
 OPENAPI_PATH = Path("openapi/openapi.json")
 ASYNCAPI_PATH = Path("openapi/asyncapi.yaml")
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+def _logging() -> dict[str, Any]:
+    """JSON lines on stderr (OPSLEDGER_LOG_FORMAT / _LEVEL / _LEVELS); the config for uvicorn."""
+    settings = get_settings()
+    return configure_logging(settings.log_level, settings.log_format, settings.log_levels)
 
 
 @app.command()
@@ -42,7 +84,7 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     from service import database as db
 
     settings = get_settings()
-    _logging()
+    log_config = _logging()
     if settings.database_url is None:
         # Start the embedded server once here so worker processes share it.
         database = db.resolve(None, settings.data_dir)
@@ -51,24 +93,30 @@ def serve(host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     if not projector:
         os.environ["OPSLEDGER_RUN_PROJECTOR"] = "false"
     get_settings.cache_clear()
+    # Our access log replaces uvicorn's (which logs client addresses and query strings).
     uvicorn.run("service.main:create_app", factory=True, host=host or settings.host,
-                port=port or settings.port, workers=workers, log_level="info")
+                port=port or settings.port, workers=workers, log_config=log_config,
+                access_log=False)
 
 
 @app.command()
 def worker() -> None:
     """Run the projections and stream workers (NATS publisher, webhooks) as a separate
     process (one leader each at a time; others stand by)."""
-    from service.bootstrap import bootstrap
+    from service import telemetry
+    from service.bootstrap import bootstrap, tune_garbage_collector
 
     _logging()
     container = bootstrap(start_projector=True)
+    tune_garbage_collector()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    typer.echo("projection worker running (Ctrl-C to stop)")
+    logging.getLogger("service.cli").info("projection worker running; leader when it holds the "
+                                          "advisory lock, standby otherwise")
     stop.wait()
     container.close()
+    telemetry.flush()
 
 
 @app.command()
@@ -98,6 +146,9 @@ def token(user: Annotated[str, typer.Option("--user", "-u", help="User id (JWT s
 def rebuild(projection: Annotated[list[str] | None, typer.Argument(
         help="Projection names (default: all)")] = None) -> None:
     """Empty and rebuild projections from the event store, with progress."""
+    import psycopg
+
+    from projections.engine import LEADER_LOCK_KEY
     from service.bootstrap import bootstrap
 
     container = bootstrap(start_projector=False)
@@ -107,15 +158,75 @@ def rebuild(projection: Annotated[list[str] | None, typer.Argument(
     if unknown:
         typer.echo(f"unknown projection(s): {', '.join(unknown)}; known: {', '.join(names)}",
                    err=True)
-        raise typer.Exit(2)
-    head = container.store.max_position()
-    runner.reset(projection or None)
-    with Progress(TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn()) as bar:
-        task = bar.add_task("events", total=head)
-        runner.catch_up(lambda pos: bar.update(task, completed=pos))
+        container.close()
+        raise typer.Exit(EXIT_USAGE)
+    # Rebuild as the projector's leader, so no running projector applies events meanwhile.
+    with psycopg.connect(container.database.conninfo, autocommit=True) as lock:
+        row = lock.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,)).fetchone()
+        if not row or not row[0]:
+            typer.echo("a projector is running (serve or worker holds the leader lock): stop "
+                       "it first, or it would apply events while the views are rebuilt",
+                       err=True)
+            container.close()
+            raise typer.Exit(EXIT_NO)
+        head = container.store.max_position()
+        runner.reset(projection or None)
+        with Progress(TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn()) as bar:
+            task = bar.add_task("events", total=head)
+            runner.catch_up(lambda pos: bar.update(task, completed=pos))
     typer.echo(f"rebuilt {', '.join(projection or names)} up to position {runner.position}")
     container.close()
+
+
+@app.command("seed-demo")
+def seed_demo(seed: Annotated[int, typer.Option(help="Same seed (and year): same records, ids "
+                                                     "and events")] = 1,
+              scale: Annotated[int, typer.Option(min=1, max=1000, help="1: 16 projects, 8 "
+                                                 "customers, 20 requests, 10 risks")] = 5,
+              year: Annotated[int | None, typer.Option(
+                  help="The demo's fiscal year (default: this year)")] = None,
+              threads: Annotated[int, typer.Option(min=1, max=128,
+                                                   help="Storylines run at once")] = 16,
+              ) -> None:
+    """Seed an empty database with a realistic department, through the real commands."""
+    from datetime import date
+
+    from service.bootstrap import bootstrap
+    from service.demo import Seeder
+
+    _logging()
+    container = bootstrap(start_projector=True)
+    try:
+        if container.store.max_position() > 0:
+            typer.echo("the event store already has events: seed-demo fills an empty database "
+                       "(its records would mix with real ones)", err=True)
+            raise typer.Exit(EXIT_NO)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn()) as bar:
+            task = bar.add_task("seeding (commands)", total=None)
+            seeder = Seeder(container.ledger, seed=seed, year=year or date.today().year,
+                            scale=scale, threads=threads,
+                            progress=lambda done, total: bar.update(task, completed=done,
+                                                                    total=total))
+            report = seeder.run()
+            bar.update(task, total=report.commands, completed=report.commands)
+            runner = container.runner
+            head = container.store.max_position()
+            if runner.is_leader:  # else another process projects: it catches up on its own
+                views = bar.add_task("projecting (events)", total=head)
+                while not runner.wait_for(head, 0.2):
+                    bar.update(views, completed=runner.position)
+                bar.update(views, completed=head)
+        typer.echo(f"seeded {report.commands} commands, {report.events} events in "
+                   f"{report.seconds:.1f} s ({report.commands_per_second:,.0f} commands/s, "
+                   f"{report.events_per_second:,.0f} events/s); seed {seed}, year {report.year}")
+        for (record_type, status), n in sorted(report.records.items()):
+            typer.echo(f"  {record_type:<17} {status:<24} {n}")
+        typer.echo("people: ./dev token --user wang.min --role dept_manager -d ops "
+                   "(others: service/demo/seeder.py)")
+    finally:
+        container.close()
 
 
 @app.command()

@@ -14,6 +14,7 @@ from domain.budget import DEFAULT_CATEGORIES
 from domain.service_request import Priority
 
 DEV_JWT_SECRET = "opsledger-development-secret-change-me-0123456789"
+MIN_SECRET_LENGTH = 32  # HS256 keys of at least 256 bits (RFC 7518 §3.2)
 # Ed25519 seed (base64) signing the Merkle digests in development; refused in production.
 DEV_SIGNING_KEY = "VHR2xJq7aQMm4IPQdQ2wjJUypgdG6iAdxdvfQfiKnto="
 
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     ready_max_lag: int = 10_000
     read_your_writes_timeout: float = 5.0
     command_retries: int = 5
+    max_body_bytes: int = 1_048_576  # a larger request body is refused with 413
     # SPEC §5: the categories a budget line may use (JSON list in the environment).
     budget_categories: tuple[str, ...] = DEFAULT_CATEGORIES
     sla_first_response_hours: dict[str, Decimal] = Field(
@@ -83,6 +85,21 @@ class Settings(BaseSettings):
     service_role: str | None = None  # role granted SELECT/INSERT only on the event tables
     create_schema: bool = True  # create tables at start (off when running as service_role)
 
+    # Logs (README "Operating it"): JSON lines on stderr with trace and correlation ids.
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    log_levels: dict[str, str] = Field(default_factory=dict)  # per logger, e.g. DEBUG for one
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        return _level(value)
+
+    @field_validator("log_levels", mode="after")
+    @classmethod
+    def _log_levels(cls, value: dict[str, str]) -> dict[str, str]:
+        return {name: _level(level) for name, level in value.items()}
+
     @field_validator("sla_first_response_hours", "sla_resolution_hours", mode="after")
     @classmethod
     def _sla_targets(cls, value: dict[str, Decimal], info: ValidationInfo) -> dict[str, Decimal]:
@@ -107,7 +124,22 @@ class Settings(BaseSettings):
             if self.signing_key.get_secret_value() == DEV_SIGNING_KEY:
                 raise ValueError("OPSLEDGER_SIGNING_KEY must be set in production mode; the "
                                  "development digest-signing key is refused")
+            # Placeholders ("replace-me") and short keys are as guessable as the defaults.
+            weak = [name for name, secret in (
+                ("OPSLEDGER_JWT_SECRET", None if self.jwt_jwks_url else self.jwt_secret),
+                ("OPSLEDGER_WEBHOOK_SIGNING_KEY", self.webhook_signing_key))
+                if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH]
+            if weak:
+                raise ValueError(f"{', '.join(weak)}: at least {MIN_SECRET_LENGTH} characters in "
+                                 "production mode (e.g. openssl rand -base64 32)")
         return self
+
+
+def _level(value: str) -> str:
+    level = value.strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ValueError(f"unknown log level '{value}': DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
 
 
 @lru_cache

@@ -19,6 +19,31 @@ log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://opsledger.dev/problems/"
+RETRY_AFTER_SECONDS = "2"
+
+
+class Unavailable(Exception):
+    """The database cannot be reached: the request did not run; retry after a moment (503)."""
+
+
+# Raised when PostgreSQL is down or restarting (connection refused or lost, pool timeout,
+# shutdown); handled here, so they answer 503 instead of reaching the catch-all 500 handler.
+def _unavailable_types() -> tuple[type[Exception], ...]:
+    import psycopg
+    from eventsourcing.persistence import InterfaceError, OperationalError
+    return (Unavailable, psycopg.OperationalError, psycopg.InterfaceError, OperationalError,
+            InterfaceError, TimeoutError)
+
+
+def unavailable(request: Request | None = None) -> JSONResponse:
+    """503 + Retry-After: problem+json, or a GraphQL-shaped body on /graphql."""
+    detail = "the database is not reachable right now; retry shortly"
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    if request is not None and request.url.path.startswith("/graphql"):
+        return JSONResponse({"data": None, "errors": [
+            {"message": detail, "extensions": {"code": "SERVICE_UNAVAILABLE"}}]},
+            status_code=503, headers=headers)
+    return problem(503, "Service unavailable", detail, rule="unavailable", headers=headers)
 
 
 def problem(status: int, title: str, detail: str, *, rule: str,
@@ -27,6 +52,59 @@ def problem(status: int, title: str, detail: str, *, rule: str,
             "detail": detail, "rule": rule}
     body.update({k: v for k, v in extra.items() if v is not None})
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status", "detail", "rule"],
+    "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                   "status": {"type": "integer"}, "detail": {"type": "string"},
+                   "rule": {"type": "string"},
+                   "field": {"anyOf": [{"type": "string"}, {"type": "null"}]}}}
+# Answers any operation may give, whatever its handler: the middleware and handlers above.
+COMMON_PROBLEMS = {
+    "400": "Malformed request: the body is not valid JSON",
+    "401": "Missing or invalid token",
+    "413": "Request body too large",
+    "422": "Invalid input or rule violated",
+    "503": "Database unavailable: retry after the Retry-After seconds",
+}
+PUBLIC_PATHS = ("/healthz", "/readyz")
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Makes the OpenAPI document say what the service answers: every 4xx/5xx of every
+    operation is ``application/problem+json`` with the ``Problem`` schema (FastAPI would
+    document ``application/json`` and its own validation-error shape), and each operation
+    lists the problems the shared machinery can produce: 401 (authentication), 422
+    (validation), 503 with ``Retry-After`` (database down), and for operations with a body
+    400 (not JSON) and 413 (too large). Changes ``document`` in place and returns it."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Problem", PROBLEM_SCHEMA)
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    content = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in document.get("paths", {}).items():
+        if path in PUBLIC_PATHS:
+            continue
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            codes = ["401", "422", "503"]
+            if "requestBody" in operation:
+                codes += ["400", "413"]
+            for code in codes:
+                responses.setdefault(code, {"description": COMMON_PROBLEMS[code]})
+            for code, response in responses.items():
+                if code[0] in "45":
+                    response["content"] = dict(content)
+                    if code == "422" and response.get("description") == "Validation Error":
+                        response["description"] = COMMON_PROBLEMS["422"]
+                if code == "503":
+                    response["headers"] = {"Retry-After": {
+                        "description": "Seconds to wait before retrying",
+                        "schema": {"type": "integer"}}}
+            operation["responses"] = dict(sorted(responses.items()))
+    return document
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -83,17 +161,23 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        rule = {404: "not_found", 405: "method_not_allowed", 412: "precondition_failed",
+        rule = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+                412: "precondition_failed",
                 428: "precondition_required", 413: "too_large"}.get(exc.status_code, "http_error")
         return problem(exc.status_code, str(exc.detail), str(exc.detail), rule=rule,
                        headers=getattr(exc, "headers", None))
 
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc)[:200])
+        return unavailable(request)
+
+    for exc_type in _unavailable_types():
+        app.add_exception_handler(exc_type, database_unavailable)
+
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_unavailable(exc) or is_unavailable(exc.__cause__ or exc):
-            return problem(503, "Service unavailable",
-                           "the database is not reachable right now; retry shortly",
-                           rule="unavailable", headers={"Retry-After": "2"})
+            return unavailable(request)
         log.exception("unexpected error")
         return problem(500, "Internal error", "an unexpected error occurred; it has been logged",
                        rule="internal")

@@ -11,9 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from service import errors
-from service.bootstrap import Container, bootstrap
-from service.config import Settings
+from service.bootstrap import Container, bootstrap, tune_garbage_collector
+from service.config import Settings, get_settings
 from service.graphql.schema import graphql_router
+from service.limits import BodySizeLimit
+from service.logs import AccessLogMiddleware
 from service.rest.audit import build_router as build_audit_router
 from service.rest.commands import build_router
 from service.rest.integrity import build_integrity_router
@@ -39,6 +41,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = container is None
         app.state.container = container or await run_in_threadpool(bootstrap, settings)
+        if owned:  # a served process (not an app built around a test's container)
+            tune_garbage_collector()
         try:
             yield
         finally:
@@ -53,6 +57,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if container is not None:
         app.state.container = container
     errors.install(app)
+    limits = container.settings if container is not None else settings or get_settings()
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)  # 413, never a 500
+    app.add_middleware(AccessLogMiddleware)  # inside the OpenTelemetry middleware: trace ids
     instrument_app(app)
     app.include_router(build_router())
     app.include_router(build_audit_router())  # /audit/… and the /console page
@@ -60,6 +67,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(webhook_api.build_router())  # /webhooks/{id}/deliveries, …/secret
     app.include_router(build_integrity_router())  # /integrity/… digests, proofs, verify
     app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
+    generate_openapi = app.openapi  # FastAPI's: builds the document once and caches it
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            errors.document_problems(generate_openapi())  # the answers errors.py gives
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"], operation_id="health-live",
              summary="The process is up")
@@ -82,6 +97,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         lag = max(0, head - projected)
         body = {"status": "ready" if lag <= c.settings.ready_max_lag else "lagging",
                 "head_position": head, "projected_position": projected, "lag": lag}
-        return JSONResponse(body, status_code=200 if body["status"] == "ready" else 503)
+        if body["status"] == "ready":
+            return JSONResponse(body)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
 
     return app

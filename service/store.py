@@ -13,9 +13,11 @@ Idempotency-Key answers of the commands in the batch.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -34,14 +36,20 @@ from eventsourcing.postgres import (
     PostgresDatastore,
 )
 from eventsourcing.utils import resolve_topic
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from domain.shared import copy_record
 from projections.codec import make_mapper
-from service import append_only
+from service import append_only, personal_data, telemetry
 from service.database import Database
+from service.personal_data import PersonalDataMapper, PersonalKeys
 from service.tamper import leaf_hash
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("opsledger.store")
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS event_log (
@@ -101,6 +109,19 @@ def describe_topic(topic: str) -> tuple[str, str]:
 
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # one group commit stops growing past this much event data
 
+# A group commit's event_log rows (and its Idempotency-Key answers, appended as a second
+# data-modifying statement of the same command): one statement however many events.
+# (Binary parameters, %b: psycopg's text array dumper escapes every element with a regex.)
+APPEND_ROWS_SQL = (
+    "INSERT INTO event_log (position, record_id, version, record_type, event_type,"
+    " occurred_at, actor_id, department, correlation_id, leaf_hash)"
+    " SELECT * FROM unnest(%b::bigint[], %b::uuid[], %b::bigint[], %b::text[], %b::text[],"
+    " %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::bytea[])")
+APPEND_ROWS_AND_KEYS_SQL = (
+    f"WITH log AS ({APPEND_ROWS_SQL})"
+    " INSERT INTO idempotency_keys (actor_id, key, request_hash, status, body)"
+    " SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::int[], %b::jsonb[])")
+
 
 class RecordConflict(Exception):
     """Another command appended to one of the records first (or a key is already claimed)."""
@@ -129,26 +150,54 @@ class PendingWrite:
     idempotency: IdempotencyRecord | None = None
     future: Future[list[int]] = field(default_factory=Future)
     stored: list[StoredEvent] = field(default_factory=list)
+    span: trace.SpanContext | None = None  # the caller's span: the group commit links to it
 
 
-class OpsRecorder(PostgresApplicationRecorder):
+class FailFastReads:
+    """Reads try once. The library retries them up to 10 times, 0.2 s apart, on connection
+    errors, and each attempt may wait the pool timeout (5 s) for a connection: a request would
+    learn that PostgreSQL is down only after ~50 s. Pooled connections are checked before use
+    (``pre_ping``), so one attempt suffices: the caller answers 503 + Retry-After within the
+    pool timeout and the client retries."""
+
+    select_events = inspect.unwrap(PostgresAggregateRecorder.select_events)
+    select_notifications = inspect.unwrap(PostgresApplicationRecorder.select_notifications)
+    max_notification_id = inspect.unwrap(PostgresApplicationRecorder.max_notification_id)
+
+
+class SnapshotRecorder(FailFastReads, PostgresAggregateRecorder):
+    """The library's recorder for snapshots, failing fast when the database is down."""
+
+    insert_events = inspect.unwrap(PostgresAggregateRecorder.insert_events)
+
+
+class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
     """The library's recorder, plus our per-batch rows written in the same transaction.
 
     ``insert_events`` runs the library's own steps (lock, notify, insert, fetch ids) in one
     plain transaction rather than in psycopg's pipeline mode: over a unix socket a pipelined
-    statement of a megabyte or more can stall forever (psycopg #685), and the round trips saved
-    are negligible next to the commit's flush.
+    statement of a megabyte or more can stall forever (psycopg #685). The writer holds the
+    table lock from the lock to the commit, so the transaction makes few round trips: one
+    for ``BEGIN``, the lock timeout, the lock and ``NOTIFY`` together (several statements
+    without parameters, one message), one for the events, one for our rows, one to commit.
     """
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any,
                       ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        with self.datastore.get_connection() as conn, conn.transaction(), \
-                conn.cursor() as curs:
-            self._insert_events(curs, stored_events, **kwargs)
-            self._insert_stored_events(curs, stored_events, **kwargs)
-            return self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            try:
+                self._insert_events(curs, stored_events, **kwargs)
+                self._insert_stored_events(curs, stored_events, **kwargs)  # BEGIN … (below)
+                ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                curs.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                        conn.execute("ROLLBACK")
+                raise
+            return ids
 
     def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                                        **kwargs: Any) -> Sequence[int] | None:
@@ -160,9 +209,42 @@ class OpsRecorder(PostgresApplicationRecorder):
 
     def _lock_table(self, curs: Any) -> None:
         # The same EXCLUSIVE lock as the library's, taken through an owner-defined function so
-        # the service role needs no UPDATE/DELETE/TRUNCATE privilege (see append_only.py).
-        curs.execute(self.lock_table_statements[0], prepare=True)  # SET LOCAL lock_timeout
-        curs.execute(append_only.lock_events_statement(self.datastore.schema), prepare=True)
+        # the service role needs no UPDATE/DELETE/TRUNCATE privilege (see append_only.py); the
+        # transaction starts here (``insert_events`` commits it) and the library's NOTIFY is
+        # sent with the lock: one round trip.
+        if self._begin_lock_notify is None:
+            self._begin_lock_notify = sql.SQL("; ").join([
+                sql.SQL("BEGIN"), self.lock_table_statements[0],  # SET LOCAL lock_timeout
+                append_only.lock_events_statement(self.datastore.schema),
+                sql.SQL("NOTIFY {0}").format(sql.Identifier(self.channel_name))])
+        curs.execute(self._begin_lock_notify)
+
+    _begin_lock_notify: sql.Composable | None = None
+
+    def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
+                              **kwargs: Any) -> None:
+        # The library's steps (lock, notify, insert … RETURNING notification_id in input
+        # order), the rows sent as four binary arrays rather than one array of a composite
+        # type, which psycopg can only send as text, escaping every field.
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        if self._insert_arrays is None:
+            id_type = sql.SQL(self.datastore.originator_id_type)
+            self._insert_arrays = sql.SQL(
+                "INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+                " SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[])"
+                " RETURNING notification_id").format(
+                schema=sql.Identifier(self.datastore.schema),
+                table=sql.Identifier(self.events_table_name), id_type=id_type)
+        curs.execute(self._insert_arrays, (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events], [e.state for e in stored_events]))
+
+    _insert_arrays: sql.Composable | None = None
+
+    def _notify_channel(self, curs: Any) -> None:
+        pass  # sent by _lock_table, in the same message as the lock
 
 
 class EventStore:
@@ -174,9 +256,13 @@ class EventStore:
         self.datastore = PostgresDatastore(**database.library_kwargs(), pool_size=pool_size,
                                            max_overflow=pool_size, pre_ping=True)
         self.recorder = OpsRecorder(self.datastore, events_table_name="stored_events")
-        self.snapshot_recorder = PostgresAggregateRecorder(self.datastore,
-                                                           events_table_name="snapshots")
-        self.mapper = make_mapper()
+        self.snapshot_recorder = SnapshotRecorder(self.datastore,
+                                                  events_table_name="snapshots")
+        # Personal data is sealed per customer (service/personal_data.py); the projections
+        # and audit readers decrypt through this same mapper.
+        self.personal = PersonalKeys(self.datastore.get_connection,
+                                     snapshots_table=self.snapshot_recorder.events_table_name)
+        self.mapper = PersonalDataMapper(make_mapper().transcoder, self.personal)
         self.events = LibraryEventStore(self.mapper, self.recorder)
         self.snapshots = LibraryEventStore(self.mapper, self.snapshot_recorder)
         self.repository: Repository[UUID] = Repository(
@@ -200,6 +286,7 @@ class EventStore:
                 self.recorder.create_table()
                 self.snapshot_recorder.create_table()
                 conn.execute(SCHEMA_SQL)
+                conn.execute(personal_data.SCHEMA_SQL)
                 append_only.install(conn, self.datastore.schema)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(724001)")
@@ -218,7 +305,8 @@ class EventStore:
     def append(self, events: Sequence[Any], idempotency: IdempotencyRecord | None = None,
                ) -> Future[list[int]]:
         """Queues events for the next group commit; the future gives their positions."""
-        item = PendingWrite(events=events, idempotency=idempotency)
+        item = PendingWrite(events=events, idempotency=idempotency,
+                            span=trace.get_current_span().get_span_context())
         item.stored = [self.mapper.to_stored_event(e) for e in events]
         self._queue.put(item)
         return item.future
@@ -246,11 +334,35 @@ class EventStore:
             self._write_batch(batch)
 
     def _write_batch(self, batch: list[PendingWrite]) -> None:
+        # One span per transaction, linked to the commands it carries (they are in other
+        # traces). Its half-dozen statements get no spans of their own: on the hot path, the
+        # transaction's span says what they would (how long, how many events).
+        with tracer.start_as_current_span(
+                "event_store.commit",
+                links=telemetry.links_to_spans(item.span for item in batch)) as span, \
+                suppress_instrumentation():
+            span.set_attribute("opsledger.commands", len(batch))
+            span.set_attribute("opsledger.events", sum(len(item.stored) for item in batch))
+            self._write_batch_in_span(batch)
+
+    def _write_batch_in_span(self, batch: list[PendingWrite]) -> None:
+        started = time.perf_counter()
         try:
             results = self._insert(batch)
         except IntegrityError:
             if len(batch) == 1:
                 self._fail(batch[0], self._classify_conflict())
+                return
+            # A retried command whose Idempotency-Key is already stored fails the batch: answer
+            # those at once and write the others together again.
+            taken = self._keys_taken(batch)
+            if taken:
+                for item in taken:
+                    self._fail(item, IdempotencyKeyTaken("Idempotency-Key already used"))
+                gone = {id(item) for item in taken}
+                rest = [item for item in batch if id(item) not in gone]
+                if rest:
+                    self._write_batch(rest)
                 return
             # Someone in the batch conflicts: find out who by writing each one alone.
             for item in batch:
@@ -261,6 +373,7 @@ class EventStore:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
+        self._count(batch, time.perf_counter() - started)
         for item, positions in zip(batch, results, strict=True):
             item.future.set_result(positions)
         if results:
@@ -271,6 +384,18 @@ class EventStore:
                 except Exception:  # a listener must never break the writer
                     log.exception("committed listener failed")
 
+    @staticmethod
+    def _count(batch: list[PendingWrite], seconds: float) -> None:
+        by_type: dict[str, int] = {}
+        for item in batch:
+            for st in item.stored:
+                record_type = describe_topic(st.topic)[0]
+                by_type[record_type] = by_type.get(record_type, 0) + 1
+        for record_type, n in by_type.items():
+            telemetry.EVENTS_APPENDED.add(n, {"record_type": record_type})
+        telemetry.COMMIT_SIZE.record(sum(by_type.values()))
+        telemetry.COMMIT_DURATION.record(seconds)
+
     _last_conflict: Exception | None = None
 
     def _classify_conflict(self) -> Exception:
@@ -280,6 +405,24 @@ class EventStore:
         if constraint and constraint.startswith("idempotency_keys"):
             return IdempotencyKeyTaken(str(exc))
         return RecordConflict(str(exc), constraint)
+
+    def _keys_taken(self, batch: list[PendingWrite]) -> list[PendingWrite]:
+        """The items of a batch whose Idempotency-Key is stored already (none on error)."""
+        keyed = [item for item in batch if item.idempotency is not None]
+        if not keyed:
+            return []
+        try:
+            rows = self.execute(
+                "SELECT actor_id, key FROM idempotency_keys WHERE (actor_id, key) IN"
+                " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                ([i.idempotency.actor_id for i in keyed],  # type: ignore[union-attr]
+                 [i.idempotency.key for i in keyed]))  # type: ignore[union-attr]
+        except Exception:  # the one-by-one retry will tell
+            log.debug("could not look up idempotency keys", exc_info=True)
+            return []
+        found = {(r["actor_id"], r["key"]) for r in rows}
+        return [i for i in keyed
+                if (i.idempotency.actor_id, i.idempotency.key) in found]  # type: ignore[union-attr]
 
     @staticmethod
     def _fail(item: PendingWrite, exc: Exception) -> None:
@@ -292,46 +435,61 @@ class EventStore:
         per_item: list[list[int]] = []
 
         def after_insert(curs: Any, ids: list[int]) -> None:
-            log_rows = []
+            # New personal-data keys, the erased-customer guard and erasures: same transaction.
+            self.personal.in_transaction(curs, events, ids)
+            # The event_log rows and the Idempotency-Key answers: one statement (arrays).
+            log_columns: list[list[Any]] = [[] for _ in range(10)]
             for position, event, st in zip(ids, events, stored, strict=True):
                 record_type, event_type = describe_topic(st.topic)
                 meta = getattr(event, "meta", None) or {}
-                log_rows.append((
-                    position, st.originator_id, st.originator_version, record_type,
-                    event_type, event.timestamp, (meta.get("actor") or {}).get("user_id"),
-                    meta.get("department"), meta.get("correlation_id"),
-                    leaf_hash(position, UUID(str(st.originator_id)), st.originator_version,
-                              st.topic, st.state),
-                ))
-            curs.executemany(
-                "INSERT INTO event_log (position, record_id, version, record_type, event_type,"
-                " occurred_at, actor_id, department, correlation_id, leaf_hash)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)", log_rows)
+                row = (position, st.originator_id, st.originator_version, record_type,
+                       event_type, event.timestamp, (meta.get("actor") or {}).get("user_id"),
+                       meta.get("department"), meta.get("correlation_id"),
+                       leaf_hash(position, UUID(str(st.originator_id)), st.originator_version,
+                                 st.topic, st.state))
+                for column, value in zip(log_columns, row, strict=True):
+                    column.append(value)
             offset = 0
-            idem_rows = []
+            idem_columns: list[list[Any]] = [[] for _ in range(5)]
             for item in batch:
                 positions = ids[offset: offset + len(item.stored)]
                 offset += len(item.stored)
                 per_item.append(positions)
                 if item.idempotency is not None:
                     status, body = item.idempotency.respond(positions)
-                    idem_rows.append((item.idempotency.actor_id, item.idempotency.key,
-                                      item.idempotency.request_hash, status, Jsonb(body)))
-            if idem_rows:
-                curs.executemany(
-                    "INSERT INTO idempotency_keys (actor_id, key, request_hash, status, body)"
-                    " VALUES (%s,%s,%s,%s,%s)", idem_rows)
+                    idem_row = (item.idempotency.actor_id, item.idempotency.key,
+                                item.idempotency.request_hash, status, Jsonb(body))
+                    for column, value in zip(idem_columns, idem_row, strict=True):
+                        column.append(value)
+            if idem_columns[0]:
+                curs.execute(APPEND_ROWS_AND_KEYS_SQL, [*log_columns, *idem_columns])
+            else:
+                curs.execute(APPEND_ROWS_SQL, log_columns)
 
         try:
             self.recorder.insert_events(stored, after_insert=after_insert)
         except IntegrityError as exc:
             self._last_conflict = exc
             raise
+        self.personal.committed(events)
         return per_item
 
     # -- reading ------------------------------------------------------------------------
     def get(self, record_id: UUID, version: int | None = None) -> Aggregate:
-        return self.repository.get(record_id, version=version)
+        aggregate: Aggregate = self._load(record_id, version)
+        if (version is None and getattr(aggregate, "personal_data_erased", None) is False
+                and self.personal.is_erased(record_id)):
+            # Erased by another process: never serve the personal data cached here.
+            self.cache_evict(record_id)
+            aggregate = self._load(record_id, None)
+        return aggregate
+
+    def _load(self, record_id: UUID, version: int | None) -> Aggregate:
+        if version is not None:
+            return self.repository.get(record_id, version=version)
+        # The cached aggregate is shared: the caller gets its own copy to change, made by
+        # copy_record (several times cheaper than the library's deepcopy).
+        return copy_record(self.repository.get(record_id, deepcopy_from_cache=False))
 
     def cache_put(self, aggregate: Aggregate) -> None:
         if self.repository.cache is not None:
@@ -359,8 +517,15 @@ class EventStore:
     def max_position(self) -> int:
         return self.recorder.max_notification_id() or 0
 
-    def to_event(self, notification: StoredEvent) -> Any:
-        return self.mapper.to_domain_event(notification)
+    def to_event(self, notification: StoredEvent, *, with_personal: bool = True) -> Any:
+        """The domain event; ``with_personal=False`` leaves personal data sealed (``None``)
+        for readers that never show it."""
+        return self.mapper.to_domain_event(notification, with_personal=with_personal)
+
+    def to_events(self, notifications: Sequence[StoredEvent]) -> list[Any]:
+        """Domain events of a batch, the personal-data keys they need loaded at once."""
+        self.mapper.prefetch(notifications)
+        return [self.mapper.to_domain_event(n) for n in notifications]
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None,
                 ) -> list[dict[str, Any]]:

@@ -15,6 +15,20 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from service.database import Database, start_embedded
 
+# Telemetry as in production (tracer provider, psycopg instrumentation) plus an in-memory metric
+# reader the telemetry tests read: a process has one meter provider, so it is installed first.
+METRICS_READER: Any = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global METRICS_READER
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from service.telemetry import configure_telemetry
+
+    METRICS_READER = InMemoryMetricReader()
+    configure_telemetry(metric_readers=[METRICS_READER])
+
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Database]:

@@ -13,9 +13,9 @@ state query answers, so "as of" and "now" can be compared field by field.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -26,11 +26,13 @@ from psycopg_pool import ConnectionPool
 
 from domain.shared import Record
 from projections.codec import record_view
+from projections.records import RecordTable
 from service.application import NotFound
 from service.catalogue import PLURALS, RECORD_TYPES, record_class
 from service.store import EventStore
 
 LATEST = 2**62  # "no upper bound" for a version
+Statement = tuple[str, Sequence[Any]]  # SQL and its parameters
 
 
 class NotFoundAt(NotFound):
@@ -75,9 +77,11 @@ class VersionAt:
 
 @dataclass(frozen=True)
 class RecordAt(VersionAt):
-    """A record's view (``record_view``) as it stood at a moment."""
+    """A record's view (``record_view``) as it stood at a moment, and the aggregate itself
+    (what a projection's ``RecordTable`` writes its rows from)."""
 
     doc: dict[str, Any]
+    record: Any = field(default=None, compare=False, repr=False)
 
 
 class AsOfReader:
@@ -106,6 +110,20 @@ class AsOfReader:
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+    def erased(self, record: Any) -> bool:
+        """True when ``record`` holds personal data that has been erased since: its past
+        versions then read with the personal fields ``None`` (the keys are destroyed)."""
+        return (hasattr(type(record), "split_personal_state")
+                and self.store.personal.is_erased(record.id))
+
+    def view(self, record: Any) -> dict[str, Any]:
+        """``record_view``, marked ``personal_data_erased`` at every version once the record's
+        personal data is erased (its personal fields read as ``None`` then)."""
+        doc = record_view(record)
+        if self.erased(record):
+            doc["personal_data_erased"] = True
+        return doc
 
     @contextlib.contextmanager
     def connection(self, conn: Any = None) -> Iterator[Any]:
@@ -208,7 +226,30 @@ class AsOfReader:
         refs = self.versions_at(record_type, at, departments)
 
         def view(ref: VersionAt) -> RecordAt:
-            doc = record_view(self.rebuild(ref.record_id, ref.version))
-            return RecordAt(ref.record_id, ref.version, ref.position, ref.department, doc)
+            record = self.rebuild(ref.record_id, ref.version)
+            return RecordAt(ref.record_id, ref.version, ref.position, ref.department,
+                            self.view(record), record)
 
         return list(self._threads.map(view, refs))
+
+    def query_tables_at(self, tables: Sequence[tuple[RecordTable, Sequence[RecordAt]]],
+                        statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        """A view's own SQL over its projection tables as they would have stood at a moment.
+
+        In one transaction on one connection, each ``RecordTable`` gets temporary tables of the
+        same names and columns (``LIKE``, indexes included), which shadow the live ones
+        (``pg_temp`` comes first in the search path); the table's own ``upsert`` fills them
+        from the records rebuilt as of then; the statements run as written. Once the tables
+        exist the transaction turns read-only (PostgreSQL still lets it write temporary
+        tables), so nothing here can touch a live table; the temporary ones go with the
+        transaction (``ON COMMIT DROP``), so nothing outlives the read."""
+        with self.pool.connection() as conn, conn.transaction():
+            for table, _ in tables:
+                for name in table.tables:
+                    conn.execute(f"CREATE TEMP TABLE {name} (LIKE {name} INCLUDING ALL)"
+                                 " ON COMMIT DROP")
+            conn.execute("SET TRANSACTION READ ONLY")
+            for table, records in tables:
+                if records:
+                    table.upsert(conn, [(r.record, r.position, r.doc) for r in records])
+            return [self._query(conn, sql, params) for sql, params in statements]

@@ -4,7 +4,7 @@ global log, and every record of a type as of a moment (for views as of a past da
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -14,12 +14,13 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from domain.shared import Record, ValidationFailed
-from projections.codec import record_view
+from projections.records import RecordTable
 from service.audit.access import AuditAccessDenied, audit_scope, check_record_access
 from service.audit.asof import (
     AsOfReader,
     NotFoundAt,
     RecordAt,
+    Statement,
     VersionAt,
     resolve_record_type,
 )
@@ -42,7 +43,8 @@ class Auditor:
         self.store = store
         self.pool: ConnectionPool[Any] = ConnectionPool(
             store.database.conninfo, min_size=1, max_size=pool_size, name="audit",
-            kwargs={"autocommit": True, "row_factory": dict_row}, open=True)
+            kwargs={"autocommit": True, "row_factory": dict_row}, open=True,
+            check=ConnectionPool.check_connection, timeout=5.0)  # survives a restart
         self.reader = AsOfReader(store, self.pool, workers=max(1, pool_size - 2))
         self.histories = HistoryReader(self.reader)
         self.log = AuditLog(store)
@@ -97,7 +99,7 @@ class Auditor:
                 self.reads.record(rc, cls.RECORD_TYPE, record_id,
                                   f"state as of version {version or head.version}")
             record = self.reader.at_version(cls, record_id, version or head.version, conn=conn)
-        return record_view(record)
+        return self.reader.view(record)
 
     def diff(self, rc: ReadContext, record_type: str, record_id: UUID, from_version: int,
              to_version: int) -> dict[str, Any]:
@@ -119,6 +121,15 @@ class Auditor:
         self.reads.record(rc, cls.RECORD_TYPE, None,
                           f"all records as of {at.isoformat()} ({len(records)} records)")
         return records
+
+    def query_as_of(self, rc: ReadContext, at: datetime, tables: Sequence[RecordTable],
+                    statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+        """A view's own SQL as of ``at``: its projection tables are rebuilt, in temporary
+        tables of the same names, from the records of their types as they stood then that
+        the reader may audit (``views_as_of``), and the statements run against them."""
+        at = utc(at)
+        loaded = [(t, self.views_as_of(rc, t.record_type, at)) for t in tables]
+        return self.reader.query_tables_at(loaded, statements)
 
     # -- the global log ----------------------------------------------------------------------
     def log_page(self, rc: ReadContext, f: LogFilter, *, after: str | None = None,

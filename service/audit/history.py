@@ -90,6 +90,12 @@ class HistoryReader:
                     item["state"] = view
                 entries.append(item)
                 previous = view
+        # Erased personal data reads as None at every version (the key is destroyed).
+        erased = (hasattr(record_cls, "split_personal_state")
+                  and self.reader.store.personal.is_erased(record_id))
+        for item in entries:
+            if erased and "state" in item:
+                item["state"] = {**item["state"], "personal_data_erased": True}
         return {
             "record_type": record_cls.RECORD_TYPE,
             "record_id": str(record_id),
@@ -98,13 +104,14 @@ class HistoryReader:
             "from_version": from_version,
             "entries": entries,
             "next_from_version": upto + 1 if upto < current.version else None,
+            "personal_data_erased": erased,
         }
 
     def diff(self, record_cls: type[Record], record_id: UUID, from_version: int,
              to_version: int) -> dict[str, Any]:
         """What changed between two versions (either order), and the events in between."""
-        before = record_view(self.reader.at_version(record_cls, record_id, from_version))
-        after = record_view(self.reader.at_version(record_cls, record_id, to_version))
+        before = self.reader.view(self.reader.at_version(record_cls, record_id, from_version))
+        after = self.reader.view(self.reader.at_version(record_cls, record_id, to_version))
         low, high = sorted((from_version, to_version))
         rows = self.reader.store.execute(
             "SELECT version, position, event_type, occurred_at, actor_id FROM event_log"

@@ -163,8 +163,10 @@ class LogRows:
         if row.get("state") is None:
             return None
         try:
-            return self.store.mapper.to_domain_event(StoredEvent(
-                row["record_id"], row["version"], row["topic"], bytes(row["state"])))
+            # The log shows metadata only: personal data stays sealed (no key look-up).
+            return self.store.to_event(StoredEvent(
+                row["record_id"], row["version"], row["topic"], bytes(row["state"])),
+                with_personal=False)
         except Exception:  # an unreadable body still has its index row to show
             log.warning("could not decode the event at position %s", row["seq"])
             return None

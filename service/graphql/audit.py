@@ -1,5 +1,6 @@
-"""GraphQL for auditors: recordHistory, recordAsOf, recordDiff, auditLog — and the helper every
-view uses to answer "as of" a past moment (``records_as_of`` + ``as_of_connection``).
+"""GraphQL for auditors: recordHistory, recordAsOf, recordDiff, auditLog — and the helpers
+views use to answer "as of" a past moment (``records_as_of`` + ``as_of_connection`` for views
+filtered in memory; ``fetch_as_of`` for views whose live path is SQL over projection tables).
 
 The work is done by the audit use cases (``service.audit``), which decide who may read (auditors:
 everything; department managers: their departments) and log reads of personal data.
@@ -8,7 +9,7 @@ everything; department managers: their departments) and log reads of personal da
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar, cast
@@ -19,9 +20,10 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from domain.shared import DomainError
+from projections.records import RecordTable
 from service.application import NotFound
 from service.audit import ReadContext, auditor_of
-from service.audit.asof import RecordAt
+from service.audit.asof import RecordAt, Statement
 from service.audit.log import LogFilter
 from service.graphql.context import GraphQLContext, ReadError
 from service.graphql.nodes import parse_global_id
@@ -84,6 +86,9 @@ class RecordHistory:
     from_version: int
     entries: list[HistoryEntry]
     next_from_version: int | None
+    personal_data_erased: bool = strawberry.field(default=False, description=(
+        "The record's personal data is erased: its personal fields read as null at every "
+        "version."))
 
 
 @strawberry.type
@@ -272,6 +277,22 @@ async def records_as_of(info: Info[GraphQLContext, None], record_type: str,
     sorting and aggregating these docs in memory instead of reading its projection table."""
     auditor = auditor_of(info.context.container)
     return await _call(auditor.views_as_of, _reader(info), record_type, at)
+
+
+async def fetch_as_of(info: Info[GraphQLContext, None], as_of: datetime | None,
+                      tables: Sequence[RecordTable],
+                      statements: Sequence[Statement]) -> list[list[dict[str, Any]]]:
+    """The rows of a view's own statements: on the live projection tables (``as_of`` None),
+    or as of a moment on temporary tables of the same names filled by the same
+    ``RecordTable``s from the records of their types rebuilt as of then (audit scope and read
+    logging as in ``records_as_of``). A view whose live path is SQL answers "as of" with the
+    very same SQL — nothing is computed twice."""
+    ctx = info.context
+    if as_of is None:
+        return [await ctx.fetch(sql, params) for sql, params in statements]
+    ctx.sql_statements += len(statements)
+    auditor = auditor_of(ctx.container)
+    return await _call(auditor.query_as_of, _reader(info), as_of, tables, statements)
 
 
 def as_of_connection(records: list[RecordAt], *, first: int | None, after: str | None,

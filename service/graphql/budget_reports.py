@@ -3,12 +3,15 @@ and/or month, and the company consolidation of a fiscal year.
 
 Both read the budgets' current lines and their actual sums per (budget, line, month) — two
 statements — and add them up in exact decimals in one function, so every report agrees to the
-cent. Figures read as in ``budgets.py``: variance = actual − budget, percentages of the budget.
+cent. As of a past moment (``asOf``) the same two statements run over the budget tables
+rebuilt, in temporary tables, from the budgets as they stood then (``fetch_as_of``).
+Figures read as in ``budgets.py``: variance = actual − budget, percentages of the budget.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -18,6 +21,8 @@ import strawberry
 from strawberry.types import Info
 
 from domain.budget import LINE_KINDS
+from projections.budgets import BudgetsTable
+from service.graphql.audit import fetch_as_of
 from service.graphql.budgets import ZERO, BudgetFigures, figures
 from service.graphql.context import GraphQLContext, ReadError
 
@@ -59,10 +64,12 @@ class BudgetVsActualRow:
     utilisation_percent: Decimal | None
 
 
-async def _facts(ctx: GraphQLContext, fiscal_year: int, department: str | None,
+async def _facts(info: Info[GraphQLContext, None], fiscal_year: int, department: str | None,
                  statuses: list[str] | None, currency: str | None = None,
+                 as_of: datetime | None = None,
                  ) -> tuple[list[dict[str, Any]], dict[tuple[UUID, str, int], Decimal]]:
-    """The budgets' current lines, and their actual sums per (budget, line, month)."""
+    """The budgets' current lines, and their actual sums per (budget, line, month); as of a
+    moment, the same statements over the budget tables rebuilt as of then."""
     where, params = " WHERE b.fiscal_year = %s", list[Any]([fiscal_year])
     if department is not None:
         where += " AND b.department = %s"
@@ -73,15 +80,14 @@ async def _facts(ctx: GraphQLContext, fiscal_year: int, department: str | None,
     if currency is not None:
         where += " AND b.currency = %s"
         params.append(currency)
-    lines = await ctx.fetch(
-        "SELECT b.id AS budget_id, b.department, b.currency, b.status, b.version_no,"
-        " l.line_id, l.seq, l.kind, l.category, l.name, l.amount, l.monthly"
-        f" FROM budgets b JOIN budget_lines l ON l.budget_id = b.id{where}"
-        " ORDER BY b.department, l.seq", params)
-    sums = await ctx.fetch(
-        "SELECT a.budget_id, a.line_id, a.month, sum(a.amount) AS actual"
-        f" FROM budget_actuals a JOIN budgets b ON b.id = a.budget_id{where}"
-        " GROUP BY a.budget_id, a.line_id, a.month", params)
+    lines, sums = await fetch_as_of(info, as_of, [BudgetsTable()], [
+        ("SELECT b.id AS budget_id, b.department, b.currency, b.status, b.version_no,"
+         " l.line_id, l.seq, l.kind, l.category, l.name, l.amount, l.monthly"
+         f" FROM budgets b JOIN budget_lines l ON l.budget_id = b.id{where}"
+         " ORDER BY b.department, l.seq", params),
+        ("SELECT a.budget_id, a.line_id, a.month, sum(a.amount) AS actual"
+         f" FROM budget_actuals a JOIN budgets b ON b.id = a.budget_id{where}"
+         " GROUP BY a.budget_id, a.line_id, a.month", params)])
     return lines, {(r["budget_id"], r["line_id"], r["month"]): r["actual"] for r in sums}
 
 
@@ -137,14 +143,14 @@ def group_budget_vs_actual(fiscal_year: int, lines: list[dict[str, Any]],
 async def budget_vs_actual(info: Info[GraphQLContext, None], fiscal_year: int,
                            department: str | None, group_by: list[BudgetDimension],
                            status: list[str] | None, wait_for_position: int | None,
-                           ) -> list[BudgetVsActualRow]:
+                           as_of: datetime | None = None) -> list[BudgetVsActualRow]:
     ctx = info.context
     ctx.require_actor()
-    await ctx.wait_for_position(wait_for_position)
     if not group_by:
         raise ReadError("'groupBy' needs at least one of DEPARTMENT, LINE, CATEGORY, MONTH",
                         "BAD_ARGUMENT")
-    lines, actuals = await _facts(ctx, fiscal_year, department, status)
+    await ctx.wait_for_position(None if as_of else wait_for_position)
+    lines, actuals = await _facts(info, fiscal_year, department, status, as_of=as_of)
     return group_budget_vs_actual(fiscal_year, lines, actuals, set(group_by))
 
 
@@ -204,12 +210,13 @@ def _consolidated(rows: Iterable[BudgetVsActualRow]) -> dict[str, Any]:
 
 async def budget_consolidation(info: Info[GraphQLContext, None], fiscal_year: int,
                                currency: str, statuses: list[str] | None,
-                               wait_for_position: int | None) -> BudgetConsolidation:
+                               wait_for_position: int | None,
+                               as_of: datetime | None = None) -> BudgetConsolidation:
     ctx = info.context
     ctx.require_actor()
-    await ctx.wait_for_position(wait_for_position)
+    await ctx.wait_for_position(None if as_of else wait_for_position)
     included = statuses or APPROVED_STATUSES
-    lines, actuals = await _facts(ctx, fiscal_year, None, None, currency)
+    lines, actuals = await _facts(info, fiscal_year, None, None, currency, as_of)
     rows = group_budget_vs_actual(fiscal_year, [r for r in lines if r["status"] in included],
                                   actuals, {BudgetDimension.LINE})
     budgets: dict[UUID, dict[str, Any]] = {}

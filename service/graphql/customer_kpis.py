@@ -17,6 +17,10 @@ department (the department that owns the request and answers for it to the custo
   ``percentile_cont`` over the intervals, continuous p50/p90, reported in seconds);
 - ``resolution``: requests first resolved in the month, time from opening, likewise;
 - ``breached``: of those, how many missed their priority's SLA target (settings).
+
+As of a past moment (``asOf``) the same statement runs over the request tables rebuilt, in
+temporary tables, from the requests as they stood then (``fetch_as_of``): facts after the
+moment are not there yet.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from projections.customers import ServiceRequestsTable
+from service.graphql.audit import fetch_as_of
 from service.graphql.context import GraphQLContext, ReadError
 from service.graphql.service_requests import sla_values
 
@@ -168,11 +174,15 @@ def _kpi(row: dict[str, Any]) -> CustomerKpi:
 
 async def customer_kpis(info: Info[GraphQLContext, None], departments: list[str] | None,
                         from_month: str | None, to_month: str | None,
-                        wait_for_position: int | None) -> list[CustomerKpi]:
+                        wait_for_position: int | None,
+                        as_of: datetime | None = None) -> list[CustomerKpi]:
+    """The KPIs; as of a moment, the same statement over the request tables rebuilt as of
+    then (requests opened by then, with what had happened to them by then)."""
     ctx = info.context
     ctx.require_actor()
     first = _month_start(from_month, "fromMonth")
     last = _month_start(to_month, "toMonth")
-    await ctx.wait_for_position(wait_for_position)
+    await ctx.wait_for_position(None if as_of else wait_for_position)
     sql, params = _kpi_sql(departments, first, last, ctx.container.settings)
-    return [_kpi(row) for row in await ctx.fetch(sql, params)]
+    [rows] = await fetch_as_of(info, as_of, [ServiceRequestsTable()], [(sql, params)])
+    return [_kpi(row) for row in rows]

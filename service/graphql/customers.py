@@ -134,6 +134,17 @@ class Customer(Node):
     modified_on: datetime
     detail: JSON = strawberry.field(description="The whole record view as JSON.")
 
+    @strawberry.field(description="The customer's personal data (contact people, an "
+                                  "individual's name) is erased: those fields are null for "
+                                  "good (PIPL art. 47 / GDPR art. 17).")
+    def personal_data_erased(self) -> bool:
+        return bool(self.detail.get("personal_data_erased"))  # type: ignore[attr-defined]
+
+    @strawberry.field(description="When the personal data was erased.")
+    def personal_data_erased_at(self) -> datetime | None:
+        at = self.detail.get("personal_data_erased_at")  # type: ignore[attr-defined]
+        return datetime.fromisoformat(at) if at else None
+
     @strawberry.field(description="Projects for this customer, oldest first.")
     async def projects(self, info: Info[GraphQLContext, None]) -> list[Project]:
         return await _projects_loader(info.context).load(self.record_id)

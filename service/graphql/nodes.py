@@ -24,7 +24,8 @@ def parse_global_id(value: str) -> tuple[str, UUID]:
         type_name, _, raw = base64.urlsafe_b64decode(value.encode()).decode().partition(":")
         return type_name, UUID(raw)
     except Exception:
-        raise ReadError(f"'{value}' is not a global id returned by this API", "BAD_ID") from None
+        shown = value if len(value) <= 100 else value[:100] + "…"  # never echo a huge input
+        raise ReadError(f"'{shown}' is not a global id returned by this API", "BAD_ID") from None
 
 
 def record_uuid(value: str, type_name: str) -> UUID:

@@ -3,11 +3,14 @@ overdue actions, open warnings, each risk's history, and a project's linked risk
 
 "Today" (for overdue actions) is the database's UTC date, read by the same statement that reads
 the rows, so one response never mixes two clocks.
+
+The register and the heat map answer ``asOf`` a past moment with the same statements, run over
+the risks rebuilt as of then (``fetch_as_of``); "today" is then the moment's UTC date.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, get_args
@@ -27,13 +30,30 @@ from domain.risk import (
     score_level,
     suggest_strategy,
 )
+from projections.risks import RisksTable
+from service.graphql.audit import fetch_as_of
 from service.graphql.context import GraphQLContext, ReadError
 from service.graphql.convert import from_doc
 from service.graphql.nodes import Node, global_id
 from service.graphql.pagination import Connection, Keyset, SortDirection, connection, page_size
 
 TODAY = "(now() AT TIME ZONE 'UTC')::date"
-RISK_COLUMNS = f"r.id, r.position, r.doc, {TODAY} AS today"
+
+
+def _risk_columns(today: str) -> str:
+    return f"r.id, r.position, r.doc, {today} AS today"
+
+
+RISK_COLUMNS = _risk_columns(TODAY)
+
+
+def _today(as_of: datetime | None) -> str:
+    """SQL for "today" (UTC): the database's date, or, for a view as of a moment, its date
+    (an action is overdue as of a moment when its due date had passed by then)."""
+    if as_of is None:
+        return TODAY
+    moment = as_of if as_of.tzinfo is None else as_of.astimezone(UTC)
+    return f"DATE '{moment.date().isoformat()}'"
 
 
 # --- types -------------------------------------------------------------------------------------
@@ -301,7 +321,7 @@ CHOICES = {"level": get_args(Level), "category": get_args(Category), "scope": ge
 
 
 def _conditions(f: RiskFilter | None, alias: str = "r", *, open_by_default: bool = False,
-                ) -> tuple[str, list[Any]]:
+                today: str = TODAY) -> tuple[str, list[Any]]:
     """The WHERE clause of a filter over ``risks`` (as ``alias``) and its parameters."""
     a = alias
     sql: list[str] = ["true"]
@@ -336,7 +356,7 @@ def _conditions(f: RiskFilter | None, alias: str = "r", *, open_by_default: bool
         sql.append(f"{a}.score >= %s")
         params.append(f.min_score)
     if f.has_overdue_actions is not None:
-        overdue = f"coalesce({a}.next_action_due < {TODAY}, false)"
+        overdue = f"coalesce({a}.next_action_due < {today}, false)"
         sql.append(overdue if f.has_overdue_actions else f"NOT {overdue}")
     if f.has_open_warnings is not None:
         sql.append(f"{a}.open_warnings {'>' if f.has_open_warnings else '='} 0")
@@ -411,21 +431,23 @@ async def _ready(info: Info[GraphQLContext, None], wait_for_position: int | None
 
 async def list_risks(info: Info[GraphQLContext, None], first: int | None, after: str | None,
                      filter: RiskFilter | None, order_by: RiskOrder | None,
-                     wait_for_position: int | None) -> Connection[Risk]:
-    await _ready(info, wait_for_position)
+                     wait_for_position: int | None,
+                     as_of: datetime | None = None) -> Connection[Risk]:
+    """The register; as of a moment, the same statements over the risks rebuilt as of then."""
+    await _ready(info, None if as_of else wait_for_position)
     order = order_by or RiskOrder()
     keyset = Keyset(order.field.value, ORDER_TYPES[order.field.value],
                     order.direction == SortDirection.DESC)
     size = page_size(first)
-    where, params = _conditions(filter)
+    today = _today(as_of)
+    where, params = _conditions(filter, today=today)
     after_sql, after_params = keyset.after_sql(after)
-    inner = f"SELECT r.{keyset.column}, {RISK_COLUMNS} FROM risks r{where}"
-    rows = await info.context.fetch(
-        f"SELECT * FROM ({inner}) t WHERE true{after_sql} ORDER BY {keyset.order_sql()}"
-        " LIMIT %s", [*params, *after_params, size + 1])
-    total = (await info.context.fetch(f"SELECT count(*) AS n FROM risks r{where}",
-                                      params))[0]["n"]
-    return connection(rows, size, keyset, total, Risk.from_row, bool(after))
+    inner = f"SELECT r.{keyset.column}, {_risk_columns(today)} FROM risks r{where}"
+    rows, counted = await fetch_as_of(info, as_of, [RisksTable()], [
+        (f"SELECT * FROM ({inner}) t WHERE true{after_sql} ORDER BY {keyset.order_sql()}"
+         " LIMIT %s", [*params, *after_params, size + 1]),
+        (f"SELECT count(*) AS n FROM risks r{where}", params)])
+    return connection(rows, size, keyset, counted[0]["n"], Risk.from_row, bool(after))
 
 
 async def risk_by_id(info: Info[GraphQLContext, None], record_id: UUID,
@@ -444,12 +466,14 @@ def suggestion(likelihood: int, impact: int) -> StrategySuggestion:
 
 
 async def heat_map(info: Info[GraphQLContext, None], filter: RiskFilter | None,
-                   wait_for_position: int | None) -> list[HeatMapCell]:
-    await _ready(info, wait_for_position)
-    where, params = _conditions(filter, open_by_default=True)
-    rows = await info.context.fetch(
-        f"SELECT r.likelihood, r.impact, count(*) AS n FROM risks r{where}"
-        " AND r.likelihood IS NOT NULL GROUP BY r.likelihood, r.impact", params)
+                   wait_for_position: int | None,
+                   as_of: datetime | None = None) -> list[HeatMapCell]:
+    """The 5×5 grid; as of a moment, the same statement over the risks rebuilt as of then."""
+    await _ready(info, None if as_of else wait_for_position)
+    where, params = _conditions(filter, open_by_default=True, today=_today(as_of))
+    [rows] = await fetch_as_of(info, as_of, [RisksTable()], [
+        (f"SELECT r.likelihood, r.impact, count(*) AS n FROM risks r{where}"
+         " AND r.likelihood IS NOT NULL GROUP BY r.likelihood, r.impact", params)])
     counts = {(row["likelihood"], row["impact"]): row["n"] for row in rows}
     cells = []
     for likelihood in range(1, 6):

@@ -8,7 +8,14 @@ from typing import Any
 import strawberry
 from fastapi.requests import HTTPConnection
 from psycopg_pool import AsyncConnectionPool
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
+)
 from strawberry.extensions.base_extension import SchemaExtension
 from strawberry.fastapi import GraphQLRouter
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
@@ -41,6 +48,7 @@ from service.graphql.customers import (
     customer_by_id,
     list_customers,
 )
+from service.graphql.http import OpsGraphQLRouter
 from service.graphql.indicators import (
     IndicatorTarget,
     OperationsIndicators,
@@ -104,12 +112,16 @@ class Query(AuditQuery, IntegrityQuery):  # + integrityDigests, inclusionProof, 
 
     @strawberry.field(description="The risk register, highest score first by default (Relay "
                                   "connection); every risk, closed ones included, unless "
-                                  "filtered.")
+                                  "filtered. asOf: the register as it stood then, overdue "
+                                  "actions judged on that date (auditors; managers: their "
+                                  "departments).")
     async def risks(self, info: Info[GraphQLContext, None], first: int | None = 20,
                     after: str | None = None, filter: RiskFilter | None = None,
                     order_by: RiskOrder | None = None,
-                    wait_for_position: int | None = None) -> Connection[Risk]:
-        return await list_risks(info, first, after, filter, order_by, wait_for_position)
+                    wait_for_position: int | None = None,
+                    as_of: datetime | None = None) -> Connection[Risk]:
+        return await list_risks(info, first, after, filter, order_by, wait_for_position,
+                                as_of)
 
     @strawberry.field(description="One risk by its UUID or global id, with its assessment "
                                   "history, response, actions, plan versions and warnings.")
@@ -120,10 +132,12 @@ class Query(AuditQuery, IntegrityQuery):  # + integrityDigests, inclusionProof, 
     @strawberry.field(description="The 5×5 risk heat map: 25 cells (likelihood, then impact, "
                                   "ascending) counting the assessed risks filtered like the "
                                   "register; open risks only unless the filter names a status "
-                                  "or sets openOnly.")
+                                  "or sets openOnly. asOf: the map as it stood then (auditors; "
+                                  "managers: their departments).")
     async def heat_map(self, info: Info[GraphQLContext, None], filter: RiskFilter | None = None,
-                       wait_for_position: int | None = None) -> list[HeatMapCell]:
-        return await heat_map(info, filter, wait_for_position)
+                       wait_for_position: int | None = None,
+                       as_of: datetime | None = None) -> list[HeatMapCell]:
+        return await heat_map(info, filter, wait_for_position, as_of)
 
     @strawberry.field(description="The response strategy the policy suggests for a likelihood "
                                   "and an impact (1–5 each).")
@@ -184,12 +198,16 @@ class Query(AuditQuery, IntegrityQuery):  # + integrityDigests, inclusionProof, 
 
     @strawberry.field(description="Customer KPIs per intake department and UTC month "
                                   "(YYYY-MM bounds, inclusive): satisfaction, complaint rate, "
-                                  "first-response and resolution p50/p90, SLA breaches.")
+                                  "first-response and resolution p50/p90, SLA breaches. "
+                                  "asOf: from the requests as they stood then (auditors; "
+                                  "managers: their departments).")
     async def customer_kpis(self, info: Info[GraphQLContext, None],
                             department: list[str] | None = None, from_month: str | None = None,
                             to_month: str | None = None,
-                            wait_for_position: int | None = None) -> list[CustomerKpi]:
-        return await customer_kpis(info, department, from_month, to_month, wait_for_position)
+                            wait_for_position: int | None = None,
+                            as_of: datetime | None = None) -> list[CustomerKpi]:
+        return await customer_kpis(info, department, from_month, to_month, wait_for_position,
+                                   as_of)
 
     @strawberry.field(description="Budgets, newest activity first by default (Relay "
                                   "connection); filter by department, fiscal year, status.")
@@ -207,21 +225,26 @@ class Query(AuditQuery, IntegrityQuery):  # + integrityDigests, inclusionProof, 
 
     @strawberry.field(description="Budget vs actual of a fiscal year grouped by DEPARTMENT, "
                                   "LINE, CATEGORY and/or MONTH (kind and currency always "
-                                  "split rows); variance = actual − budget.")
+                                  "split rows); variance = actual − budget. asOf: from the "
+                                  "budgets and actuals as they stood then (auditors; managers: "
+                                  "their departments).")
     async def budget_vs_actual(self, info: Info[GraphQLContext, None], fiscal_year: int,
                                group_by: list[BudgetDimension], department: str | None = None,
                                status: list[str] | None = None,
-                               wait_for_position: int | None = None) -> list[BudgetVsActualRow]:
+                               wait_for_position: int | None = None,
+                               as_of: datetime | None = None) -> list[BudgetVsActualRow]:
         return await budget_vs_actual(info, fiscal_year, department, group_by, status,
-                                      wait_for_position)
+                                      wait_for_position, as_of)
 
     @strawberry.field(description="Company consolidation of a fiscal year's budgets in one "
-                                  "currency; statuses default to approved and later.")
+                                  "currency; statuses default to approved and later. asOf: "
+                                  "as it stood then (auditors; managers: their departments).")
     async def budget_consolidation(self, info: Info[GraphQLContext, None], fiscal_year: int,
                                    currency: str = "CNY", statuses: list[str] | None = None,
-                                   wait_for_position: int | None = None) -> BudgetConsolidation:
+                                   wait_for_position: int | None = None,
+                                   as_of: datetime | None = None) -> BudgetConsolidation:
         return await budget_consolidation(info, fiscal_year, currency, statuses,
-                                          wait_for_position)
+                                          wait_for_position, as_of)
 
     @strawberry.field(description="Budget warnings (80 % / 100 % of a line), newest first "
                                   "(Relay connection).")
@@ -272,20 +295,30 @@ class SqlCounter(SchemaExtension):
         return {"sqlStatements": getattr(ctx, "sql_statements", 0)}
 
 
+LIMIT_RULES = [query_depth_limiter.create_validator(12, None),
+               max_aliases.create_validator(30)]
+
 schema = strawberry.Schema(
     query=Query, subscription=Subscription,
     types=[Project, Risk, Customer, ServiceRequest, Budget],
-    extensions=[lambda: QueryDepthLimiter(max_depth=12),
-                lambda: MaxTokensLimiter(max_token_count=4000),
-                lambda: MaxAliasesLimiter(max_alias_count=30), SqlCounter])
+    extensions=[lambda: MaxTokensLimiter(max_token_count=4000),
+                lambda: ParserCache(maxsize=256),
+                # QueryDepthLimiter(max_depth=12) and MaxAliasesLimiter(max_alias_count=30),
+                # their rules made once: the same rules each time let ValidationCache reuse
+                # the validation of a query text seen before (as clients send the same few).
+                lambda: AddValidationRules(LIMIT_RULES),  # type: ignore[arg-type]
+                lambda: ValidationCache(maxsize=256), SqlCounter])
 
 
 async def _pool(request: HTTPConnection) -> AsyncConnectionPool:
     pool = getattr(request.app.state, "graphql_pool", None)
     if pool is None:
         container = request.app.state.container
+        # check: a connection broken by a database restart is replaced, not handed out;
+        # timeout: with the database down, answer 503 in 5 s (as commands do), not in 30.
         pool = AsyncConnectionPool(container.database.conninfo, min_size=1,
-                                   max_size=container.settings.pool_size, open=False)
+                                   max_size=container.settings.pool_size, open=False,
+                                   check=AsyncConnectionPool.check_connection, timeout=5.0)
         await pool.open()
         request.app.state.graphql_pool = pool
     return pool
@@ -304,6 +337,6 @@ async def get_context(request: HTTPConnection) -> GraphQLContext:  # HTTP or Web
 
 
 def graphql_router() -> GraphQLRouter[Any, None]:
-    return GraphQLRouter(schema, context_getter=get_context, graphql_ide="graphiql",
-                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,
-                                                 GRAPHQL_WS_PROTOCOL))
+    return OpsGraphQLRouter(schema, context_getter=get_context, graphql_ide="graphiql",
+                            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                                                    GRAPHQL_WS_PROTOCOL))

@@ -79,6 +79,9 @@ class History(BaseModel):
     from_version: int
     entries: list[HistoryEntry]
     next_from_version: int | None = Field(description="Pass as from_version for the next page.")
+    personal_data_erased: bool = Field(default=False, description=(
+        "The record's personal data is erased: its personal fields read as null at every "
+        "version."))
 
 
 class DiffEvent(BaseModel):

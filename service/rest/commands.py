@@ -12,12 +12,15 @@ from typing import Annotated, Any
 from uuid import UUID, uuid4
 
 from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from domain.shared import Actor
 from projections.codec import record_view
 from service.application import CommandContext, CommandResult, Ledger
 from service.catalogue import PLURALS, RECORD_TYPES, CommandBody, CommandSpec, commands_of
+from service.logs import correlation_id
 
 
 class EventRef(BaseModel):
@@ -59,20 +62,29 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_ledger(request: Request) -> Ledger:
+# The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in the threadpool,
+# a thread hop per dependency per request; these never block (a JWKS key fetch does, so a token
+# the authenticator has not seen yet is checked in the threadpool in that mode).
+async def get_ledger(request: Request) -> Ledger:
     return request.app.state.container.ledger
 
 
-def get_actor(request: Request,
-              authorization: Annotated[str | None, Header()] = None) -> Actor:
-    return request.app.state.container.auth.actor(authorization)
+async def get_actor(request: Request,
+                    authorization: Annotated[str | None, Header()] = None) -> Actor:
+    auth = request.app.state.container.auth
+    actor = auth.cached_actor(authorization)
+    if actor is not None:
+        return actor
+    if auth.may_block:
+        return await run_in_threadpool(auth.actor, authorization)
+    return auth.actor(authorization)
 
 
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
-def command_context(
+async def command_context(
     request: Request,
     actor: ActorDep,
     x_correlation_id: Annotated[str | None, Header(max_length=200)] = None,
@@ -82,11 +94,13 @@ def command_context(
         "Makes the command safe to retry: a retry returns the first answer and appends "
         "nothing; the same key with a different body is refused (422)."))] = None,
 ) -> CommandContext:
-    ctx = CommandContext(actor=actor, causation_id=x_causation_id,
-                         idempotency_key=idempotency_key or None)
-    ctx.correlation_id = x_correlation_id or ctx.correlation_id
-    ctx.request_id = x_request_id or str(uuid4())
-    return ctx
+    # The access log's id (the header, or one it made up) so logs and events agree. (Every
+    # field given: the dataclass would otherwise make ids only to have them replaced.)
+    return CommandContext(actor=actor, causation_id=x_causation_id,
+                          idempotency_key=idempotency_key or None,
+                          correlation_id=x_correlation_id or correlation_id.get()
+                          or str(uuid4()),
+                          request_id=x_request_id or str(uuid4()))
 
 
 ContextDep = Annotated[CommandContext, Depends(command_context)]
@@ -110,25 +124,32 @@ def request_hash(method: str, path: str, body: CommandBody) -> str:
     return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
 
 
-def _respond(response: Response, result: CommandResult, ctx: CommandContext) -> dict[str, Any]:
-    response.status_code = result.status_code
-    response.headers["ETag"] = f'"{result.body["version"]}"'
-    response.headers["X-Correlation-ID"] = ctx.correlation_id
+ACCEPTED_FIELDS = tuple(CommandAccepted.model_fields)
+
+
+def _respond(result: CommandResult, ctx: CommandContext,
+             location: str | None = None) -> JSONResponse:
+    """The answer as a ready response: FastAPI documents it as ``CommandAccepted`` but does not
+    validate and re-encode it (the body is built by the Ledger in exactly that shape; a
+    replayed body comes back from jsonb, so its keys are put back in the model's order)."""
+    body = {k: result.body[k] for k in ACCEPTED_FIELDS if k in result.body}
+    headers = {"ETag": f'"{body["version"]}"', "X-Correlation-ID": ctx.correlation_id}
+    if location is not None:
+        headers["Location"] = location
     if result.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return result.body
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(body, status_code=result.status_code, headers=headers)
 
 
 def _create_endpoint(spec: CommandSpec, plural: str) -> Any:
     Body = spec.body_model  # noqa: N806
 
-    def endpoint(body: Body, request: Request, response: Response, ctx: ContextDep,  # type: ignore[valid-type]
-                 ledger: LedgerDep) -> dict[str, Any]:
+    def endpoint(body: Body, request: Request, ctx: ContextDep,  # type: ignore[valid-type]
+                 ledger: LedgerDep) -> JSONResponse:
         ctx.comment = body.comment  # type: ignore[attr-defined]
         ctx.request_hash = request_hash("POST", request.url.path, body)
         result = ledger.execute(spec, ctx, body)
-        response.headers["Location"] = f"/{plural}/{result.body['id']}"
-        return _respond(response, result, ctx)
+        return _respond(result, ctx, location=f"/{plural}/{result.body['id']}")
 
     return endpoint
 
@@ -136,15 +157,15 @@ def _create_endpoint(spec: CommandSpec, plural: str) -> Any:
 def _update_endpoint(spec: CommandSpec) -> Any:
     Body = spec.body_model  # noqa: N806
 
-    def endpoint(record_id: UUID, body: Body, request: Request, response: Response,  # type: ignore[valid-type]
+    def endpoint(record_id: UUID, body: Body, request: Request,  # type: ignore[valid-type]
                  ctx: ContextDep, ledger: LedgerDep,
                  if_match: Annotated[str | None, Header(description=(
                      "The version from the record's ETag; a stale one gets 412."))] = None,
-                 ) -> dict[str, Any]:
+                 ) -> JSONResponse:
         ctx.comment = body.comment  # type: ignore[attr-defined]
         ctx.request_hash = request_hash("POST", request.url.path, body)
         result = ledger.execute(spec, ctx, body, record_id, parse_if_match(if_match))
-        return _respond(response, result, ctx)
+        return _respond(result, ctx)
 
     return endpoint
 
@@ -152,7 +173,7 @@ def _update_endpoint(spec: CommandSpec) -> Any:
 def _read_endpoint(record_cls: Any) -> Any:
     def endpoint(record_id: UUID, response: Response, ledger: LedgerDep,
                  _actor: ActorDep) -> dict[str, Any]:
-        record = ledger.load(record_cls, record_id)
+        record = ledger.load_current(record_cls, record_id)
         response.headers["ETag"] = f'"{record.version}"'
         return record_view(record)
 

@@ -20,12 +20,15 @@ import nats
 from nats.js.api import StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
+from opentelemetry import trace
 from psycopg import Connection
 
+from service import telemetry
 from service.streams.reader import EventFeed, HeadSignal
 from service.streams.worker import StreamWorker, save_position
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("opsledger.streams")
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -66,13 +69,8 @@ class NatsPublisher(StreamWorker):
             while not self.stopping:
                 page = await asyncio.to_thread(self.feed.read, self.position, self.batch_size)
                 self.head = max(self.head, page.head)
-                for ce in page.events:
-                    body = json.dumps(ce, separators=(",", ":"), ensure_ascii=False).encode()
-                    ack = await js.publish(
-                        subject_for(self.subject_prefix, ce["type"]), body, stream=self.stream,
-                        headers={"Nats-Msg-Id": ce["id"], "Content-Type": CONTENT_TYPE})
-                    self.published += 1
-                    self.duplicates += bool(ack.duplicate)
+                if page.events:
+                    await self._publish_page(js, page.events)
                 if page.next_after != self.position:
                     save_position(conn, self.name, page.next_after)
                     self.position = page.next_after
@@ -80,6 +78,24 @@ class NatsPublisher(StreamWorker):
                     await self.signal.wait(self.position, self.poll_interval)
         finally:
             await nc.close()
+
+    async def _publish_page(self, js: JetStreamContext, events: list[dict[str, Any]]) -> None:
+        # One span per page, linked to the commands that caused its events.
+        with tracer.start_as_current_span(
+                "publish nats", kind=trace.SpanKind.PRODUCER,
+                links=telemetry.links_from_traceparents(ce.get("traceparent") for ce in events),
+        ) as span:
+            span.set_attribute("messaging.system", "nats")
+            span.set_attribute("messaging.destination.name", self.stream)
+            span.set_attribute("messaging.batch.message_count", len(events))
+            span.set_attribute("opsledger.first_position", events[0].get("position", 0))
+            for ce in events:
+                body = json.dumps(ce, separators=(",", ":"), ensure_ascii=False).encode()
+                ack = await js.publish(
+                    subject_for(self.subject_prefix, ce["type"]), body, stream=self.stream,
+                    headers={"Nats-Msg-Id": ce["id"], "Content-Type": CONTENT_TYPE})
+                self.published += 1
+                self.duplicates += bool(ack.duplicate)
 
     async def ensure_stream(self, js: JetStreamContext) -> None:
         """Creates the stream on first use; an existing one is left as configured."""

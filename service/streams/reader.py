@@ -246,8 +246,10 @@ class EventFeed:
         return FeedPage([], next_after, head, full, envelopes)
 
     def _decode(self, row: dict[str, Any]) -> Any:
+        # Personal data is never published: it stays sealed, no key is looked up.
         return self.store.to_event(StoredEvent(row["originator_id"], row["originator_version"],
-                                               row["topic"], bytes(row["state"])))
+                                               row["topic"], bytes(row["state"])),
+                                   with_personal=False)
 
 
 async def follow(feed: EventFeed, signal: HeadSignal, after: int, flt: EventFilter, *,

@@ -37,16 +37,20 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+from opentelemetry import trace
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from domain.webhook import Webhook, WebhookStatus
+from service import telemetry
 from service.streams.cloudevents import Catalogue, UnknownEventType, event_id
 from service.streams.reader import EventFeed, EventFilter, HeadSignal
 from service.streams.worker import StreamWorker, save_position
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("opsledger.streams")
 
+IDLE_POLL_SECONDS = 0.2  # how often the log is read while no endpoint is active
 CONTENT_TYPE = "application/cloudevents+json"
 USER_AGENT = "opsledger-webhooks/1"
 SECRET_PREFIX = "whsec_"
@@ -171,6 +175,11 @@ class WebhookDispatcher(StreamWorker):
                 sent = self.send_due(conn, http, pool)
                 if not queued and not sent:
                     self.signal.wait_sync(self.position, self._idle_timeout(conn))
+                    if not self._active():
+                        # No endpoint: only the webhook records' events matter, and an
+                        # endpoint registered now is given every event after its
+                        # registration whenever it is noticed; look a few times a second.
+                        self._stop.wait(IDLE_POLL_SECONDS)
 
     # -- following the log ------------------------------------------------------------
     def _load_registry(self) -> None:
@@ -208,12 +217,22 @@ class WebhookDispatcher(StreamWorker):
         return flt
 
     def fan_out(self, conn: Connection[Any]) -> bool:
-        """Queues the next page of events for the matching endpoints; False at the head."""
-        page = self.feed.read_envelopes(self.position, self.batch_size,
-                                        [*self.catalogue.record_types, Webhook.RECORD_TYPE])
+        """Queues the next page of events for the matching endpoints; False at the head.
+
+        While no endpoint is active only the webhook records' own events are read (nothing
+        else can be delivered), up to the event that activates one; and a page that queued
+        nothing saves its position at most once a second, not in a transaction of its own
+        per page: after a restart the few events read again queue nothing twice (deliveries
+        are unique per endpoint and event)."""
+        anyone = bool(self._active())
+        record_types = ([*self.catalogue.record_types, Webhook.RECORD_TYPE] if anyone
+                        else [Webhook.RECORD_TYPE])
+        page = self.feed.read_envelopes(self.position, self.batch_size, record_types)
         self.head = max(self.head, page.head)
         if page.next_after == self.position:
+            self._save_position(conn)
             return False
+        next_after = page.next_after
         rows: list[tuple[Any, ...]] = []
         replays: list[tuple[UUID, list[int]]] = []
         for env in page.envelopes:
@@ -222,6 +241,11 @@ class WebhookDispatcher(StreamWorker):
                 self._apply(event)
                 if type(event).__name__ == "DeadLettersReplayRequested":
                     replays.append((event.originator_id, list(event.delivery_ids)))
+                if not anyone and self._active():
+                    # The events after this one are for the endpoint it activated: the next
+                    # page reads them, every type this time.
+                    next_after = env.position
+                    break
                 continue
             published = self.catalogue.of(event)
             if published is None:
@@ -232,7 +256,18 @@ class WebhookDispatcher(StreamWorker):
                     rows.append((hook.id, env.position,
                                  event_id(event.originator_id, event.originator_version),
                                  published.ce_type))
-        with conn.transaction():
+        if not rows and not replays:
+            self.position = next_after
+            self._save_position(conn)
+            return True
+        metas = [getattr(env.event, "meta", None) or {}
+                 for env in page.envelopes[:telemetry.MAX_LINKS]]
+        links = [lk for lk in (telemetry.link(m.get("trace_id"), m.get("span_id"))
+                               for m in metas) if lk]
+        with tracer.start_as_current_span("webhooks queue", links=links) as span, \
+                conn.transaction():
+            span.set_attribute("opsledger.events", len(page.envelopes))
+            span.set_attribute("opsledger.deliveries", len(rows))
             if rows:
                 with conn.cursor() as cur:
                     cur.executemany(
@@ -245,9 +280,23 @@ class WebhookDispatcher(StreamWorker):
                     " WHERE webhook_id = %s AND status = 'dead'"
                     " AND (cardinality(%s::bigint[]) = 0 OR id = ANY(%s::bigint[]))",
                     (webhook_id, ids, ids))
-            save_position(conn, self.name, page.next_after)
-        self.position = page.next_after
+            save_position(conn, self.name, next_after)
+        self.position = self._saved_position = next_after
+        self._saved_at = time.monotonic()
         return True
+
+    _saved_position = -1
+    _saved_at = 0.0
+
+    def _save_position(self, conn: Connection[Any]) -> None:
+        """Saves the position if it moved and a second has passed since the last save."""
+        if self.position == self._saved_position:
+            return
+        if time.monotonic() - self._saved_at < 1.0:
+            return
+        save_position(conn, self.name, self.position)
+        self._saved_position = self.position
+        self._saved_at = time.monotonic()
 
     # -- sending ----------------------------------------------------------------------
     def _active(self) -> list[UUID]:

@@ -582,6 +582,8 @@ REFUSALS = [
     ("auditor_cs", "customer", "record-interaction", {"date": "2026-01-05", "channel": "phone",
                                                       "summary": "call"}),
     ("finance", "customer", "record-feedback", {"subject": "s", "text": "t"}),
+    ("manager", "customer", "erase-personal-data", {"reason": "asked"}),
+    ("auditor_cs", "customer", "erase-personal-data", {"reason": "asked"}),
     ("manager", None, "/service-requests", {"customer_id": "{customer}", "department": "mx",
                                             "channel": "phone", "category": "inquiry",
                                             "description": "d"}),

@@ -565,3 +565,32 @@ def test_a_page_of_projects_with_their_risks_costs_constant_sql(client: Any, tok
         assert len(edges) == n and all(len(e["node"]["risks"]) == 2 for e in edges)
         counts.append(body["extensions"]["sqlStatements"])
     assert counts[0] == counts[1] == 4  # page, count, open risks, all risks
+
+
+def test_a_page_of_projects_with_risks_cost_and_lead_costs_constant_sql(
+        client: Any, token: Any) -> None:
+    # The page the benchmark reads (bench/graphql_reads.py): nested risks, cost figures and
+    # the lead of every project, for the same number of statements whatever the page size.
+    pam = token("pam", "member", departments=("sqld",))
+    last = 0
+    for i in range(6):
+        pid = post(client, "/projects", pam, {**PROJECT, "department": "sqld",
+                                              "name": f"Led {i}"}, expect=201)["id"]
+        rid = identify(client, pam, department="sqld", owner="pam", scope="project",
+                       linked_id=pid)["id"]
+        last = assess(client, pam, rid, 3, 4)["position"]
+    q = """query($n: Int, $pos: Int) { projects(first: $n, waitForPosition: $pos,
+      filter: {department: ["sqld"]}) { totalCount edges { node { name status
+      lead { userId name } risks { title level score status }
+      cost { budget actual remaining utilisationPercent actualCount } } } } }"""
+    counts = []
+    for n in (1, 3, 6):
+        r = client.post("/graphql", json={"query": q, "variables": {"n": n, "pos": last}},
+                        headers=pam)
+        body = r.json()
+        assert not body.get("errors"), body
+        edges = body["data"]["projects"]["edges"]
+        assert len(edges) == n and all(len(e["node"]["risks"]) == 1 for e in edges)
+        assert all(e["node"]["cost"]["actualCount"] == 0 for e in edges)
+        counts.append(body["extensions"]["sqlStatements"])
+    assert counts == [4, 4, 4]  # page, count, risks of the page, costs of the page

@@ -13,7 +13,7 @@ import pytest
 
 from domain.project import Project
 from domain.shared import Actor
-from service.application import CommandContext, Ledger
+from service.application import CommandContext, IdempotencyMismatch, Ledger
 from service.bootstrap import bootstrap
 from service.catalogue import commands_of
 from tests.conftest import make_settings
@@ -97,6 +97,45 @@ def test_idempotency_keys_survive_a_restart(c: Any, fresh_database: Any) -> None
         assert again.ledger.load(Project, pid).version == 2
     finally:
         again.close()
+
+
+def test_retried_keys_in_a_group_commit_replay_and_the_others_commit(c: Any) -> None:
+    # The key is checked by the append (not looked up first). A retried creation decides
+    # again (a new record), its append fails on the key, and it replays its first answer;
+    # new commands in the same group commits still commit; no retry leaves an event behind.
+    s = spec("propose")
+
+    def create(name: str, key: str) -> Any:
+        return c.ledger.execute(s, CommandContext(ANN, idempotency_key=key, request_hash=name),
+                                s.body_model(**{**APPLICATION, "name": name}))
+
+    firsts = {k: create(f"first {k}", f"k-{k}") for k in range(8)}
+    for round_ in range(3):
+        barrier = threading.Barrier(16)
+
+        def together(k: int, round_: int = round_,
+                     barrier: threading.Barrier = barrier) -> Any:
+            barrier.wait()
+            if k % 2:  # a retry: same key, same body
+                return create(f"first {k // 2}", f"k-{k // 2}")
+            return create(f"new {round_}-{k}", f"n-{round_}-{k}")
+
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(together, range(16)))
+        for k, result in enumerate(results):
+            if k % 2:
+                assert result.replayed and result.body == firsts[k // 2].body
+            else:
+                assert not result.replayed and result.status_code == 201
+    events = c.store.execute("SELECT count(*) AS n FROM stored_events")[0]["n"]
+    assert events == 8 + 3 * 8  # the first creations and the new ones only
+    with pytest.raises(IdempotencyMismatch):  # the same key with another body
+        create("something else", "k-1")
+    pid = firsts[0].body["id"]
+    edit(c.ledger, pid, "renamed", key="e-1")
+    assert edit(c.ledger, pid, "renamed", key="e-1").replayed  # refused (no change): replayed
+    with pytest.raises(IdempotencyMismatch):
+        edit(c.ledger, pid, "renamed again", key="e-1")
 
 
 def test_the_event_log_indexes_every_event_with_metadata(c: Any) -> None:

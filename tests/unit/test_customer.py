@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain.customer import CREDIT_CODE_NAMESPACE, Customer, CustomerStatus
+from domain.customer import CREDIT_CODE_NAMESPACE, Customer, CustomerStatus, PersonalDataGone
 from domain.shared import (
     Actor,
     InvalidTransition,
@@ -477,3 +477,108 @@ def test_replaying_events_rebuilds_equal_state():
     copy = replay(list(customer.collect_events()))
 
     assert state(copy) == state(customer)
+
+
+# -- personal data erasure (PIPL art. 47 / GDPR art. 17) ----------------------------------------
+
+DPO = person("dora", "data_protection", departments=())
+LEADER = person("lin", "leadership", departments=())
+
+
+def erasable() -> Customer:
+    customer = individual()
+    customer.add_contact(MEMBER, name="Li Si", phone="13800138000", email="li.si@example.cn",
+                         title="CFO")
+    customer.add_contact(MEMBER, name="Wu Liu")
+    return given(customer)
+
+
+@pytest.mark.parametrize("actor", [DPO, LEADER], ids=lambda a: a.user_id)
+def test_data_protection_or_leadership_erase_personal_data_in_any_status(actor):
+    customer = erasable()
+    customer.change_status(MEMBER, to=CustomerStatus.LOST, reason="left")
+    given(customer)
+
+    customer.erase_personal_data(actor, reason="PIPL art. 47 request")
+
+    assert event_names(customer) == ["PersonalDataErased"]
+    assert customer.personal_data_erased is True and customer.personal_data_erased_at
+    assert customer.name is None and customer.kind == "individual"
+    assert [[c[f] for f in ("name", "phone", "email", "title")] for c in customer.contacts] \
+        == [[None] * 4] * 2
+    assert [c["is_primary"] for c in customer.contacts] == [True, False]
+
+
+@pytest.mark.parametrize("actor", [MEMBER, MANAGER, AGENT, person("ana", "analyst"),
+                                   person("fei", "finance"), AUDITOR,
+                                   person("aud", "auditor", "data_protection")],
+                         ids=lambda a: a.user_id)
+def test_only_data_protection_or_leadership_may_erase(actor):
+    customer = erasable()
+
+    with pytest.raises(NotPermitted):
+        customer.erase_personal_data(actor, reason="asked")
+    assert event_names(customer) == []
+
+
+def test_erasure_needs_a_reason():
+    customer = erasable()
+
+    with pytest.raises(ValidationFailed) as refused:
+        customer.erase_personal_data(DPO, reason="  ")
+    assert refused.value.field == "reason"
+
+
+def test_erasure_cannot_be_repeated():
+    customer = erasable()
+    customer.erase_personal_data(DPO, reason="request")
+    given(customer)
+
+    with pytest.raises(PersonalDataGone) as refused:
+        customer.erase_personal_data(LEADER, reason="again")
+    assert refused.value.rule == "personal_data_already_erased"
+
+
+def test_nothing_personal_can_be_added_after_erasure_but_the_record_lives_on():
+    customer = erasable()
+    contact_id = customer.contacts[0]["id"]
+    customer.erase_personal_data(DPO, reason="request")
+    given(customer)
+
+    for attempt in (lambda: customer.add_contact(MEMBER, name="New Person"),
+                    lambda: customer.update_contact(MEMBER, contact_id=contact_id,
+                                                    phone="13900139000"),
+                    lambda: customer.update_profile(MEMBER, name="Zhang San again")):
+        with pytest.raises(PersonalDataGone) as refused:
+            attempt()
+        assert refused.value.rule == "personal_data_erased"
+    customer.update_contact(MEMBER, contact_id=customer.contacts[1]["id"], is_primary=True)
+    customer.remove_contact(MEMBER, contact_id=contact_id, reason="left")
+    customer.record_interaction(MEMBER, date=date(2025, 3, 3), channel="phone", summary="x")
+    assert event_names(customer) == ["ContactUpdated", "ContactRemoved", "InteractionRecorded"]
+
+
+def test_erasure_replays_and_erased_events_replay_to_the_same_state():
+    customer = individual()
+    customer.add_contact(MEMBER, name="Li Si", phone="13800138000")
+    customer.erase_personal_data(DPO, reason="request")
+    events = list(customer.collect_events())
+    # what the store reads once the key is destroyed: personal attributes gone
+    erased = [type(e)(**(vars(e) | {"personal": None})) if hasattr(e, "personal") else e
+              for e in events]
+
+    assert state(replay(events)) == state(customer) == state(replay(erased))
+
+
+def test_split_and_join_personal_state_round_trip():
+    customer = erasable()
+    snapshot_state = {k: v for k, v in vars(customer).items() if k != "_pending_events"}
+
+    public, personal = Customer.split_personal_state(snapshot_state)
+
+    assert not {"Zhang San", "Li Si", "13800138000", "li.si@example.cn", "CFO", "Wu Liu"} & \
+        set(strings_outside_personal(public))
+    assert public["contacts"][0]["id"] == customer.contacts[0]["id"]
+    assert Customer.join_personal_state(public, personal) == snapshot_state
+    assert Customer.join_personal_state(public, None) == public
+    assert customer.contacts[0]["name"] == "Li Si"  # the aggregate is untouched

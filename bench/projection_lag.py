@@ -1,0 +1,232 @@
+"""Projection lag: command acknowledged → visible in GraphQL, under a sustained command rate.
+
+Starts the real service (uvicorn, 1 worker, projector in the process, as ``serve`` runs it)
+against a fresh database, creates ``--records`` projects, then sends commands open-loop at
+``--rate`` per second for ``--duration`` seconds: each is ``POST
+/projects/{id}/edit-application`` (Bearer token, If-Match, Idempotency-Key) on a record with
+no command in flight, sent at its scheduled time whatever the previous answers did.
+
+Visibility is measured two ways, both from the moment the command's answer arrived:
+
+* **every command** — a monitor reads the projections' committed positions
+  (``projection_tracking``, committed with the view rows GraphQL reads) every ``--poll-ms``
+  ms on a connection of its own: a command is visible once every projection reached its
+  ``position`` (resolution: the poll interval; the service is not asked);
+* **sampled, through GraphQL** — for one command in ``--sample-every``, the client at once asks
+  GraphQL ``project(id, waitForPosition: <position>) { version }`` (read your own write) and
+  the answer must show the command's version: the time to that answer.
+
+    .venv/bin/python -m bench.projection_lag                  # 1,000 commands/s for 20 s
+    .venv/bin/python -m bench.projection_lag --rate 500 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import time
+import uuid
+from collections import Counter, deque
+from typing import Any
+
+import httpx
+
+from bench.command_path import PROJECT, token_for
+from bench.common import (
+    Server,
+    fresh_database,
+    machine_label,
+    percentile,
+    server_label,
+    service_env,
+    summary_ms,
+    verdict,
+)
+
+GQL = "query($id: ID!, $pos: Int) { project(id: $id, waitForPosition: $pos) { version } }"
+
+
+async def run(url: str, conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
+    import psycopg
+
+    users = [f"lag{i:02d}" for i in range(16)]
+    auth = {u: {"Authorization": f"Bearer {token_for(u)}"} for u in users}
+    limits = httpx.Limits(max_connections=args.connections,
+                          max_keepalive_connections=args.connections)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client, \
+            httpx.AsyncClient(base_url=url, timeout=60) as monitor_client, \
+            httpx.AsyncClient(base_url=url, timeout=60,
+                              limits=httpx.Limits(max_connections=8)) as gql_client:
+        # records, each owned by one user (the proposer edits its draft)
+        free: deque[tuple[str, str]] = deque()
+        versions: dict[str, int] = {}
+        owner: dict[str, str] = {}
+
+        async def create(k: int) -> None:
+            user = users[k % len(users)]
+            r = await client.post("/projects", json={**PROJECT, "name": f"Lag {k}"},
+                                  headers=auth[user])
+            r.raise_for_status()
+            rid = r.json()["id"]
+            versions[rid] = r.json()["version"]
+            owner[rid] = user
+            free.append((rid, user))
+
+        for chunk in range(0, args.records, 50):
+            await asyncio.gather(*(create(k) for k in
+                                   range(chunk, min(args.records, chunk + 50))))
+        r = await monitor_client.get("/readyz")
+        while r.json().get("lag", 1) > 0:
+            await asyncio.sleep(0.05)
+            r = await monitor_client.get("/readyz")
+        tracking = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+
+        acked: dict[int, float] = {}  # position → time of the answer
+        visible: dict[int, float] = {}
+        pending: list[int] = []
+        gql_lag: list[float] = []
+        gql_bad = 0
+        statuses: Counter[int] = Counter()
+        latencies: list[float] = []
+        skipped = 0
+        done = asyncio.Event()
+        counter = itertools.count()
+
+        async def monitor() -> None:
+            interval = args.poll_ms / 1000
+            while not done.is_set() or pending:
+                cur = await tracking.execute("SELECT min(position) FROM projection_tracking")
+                row = await cur.fetchone()
+                projected = int(row[0]) if row and row[0] is not None else 0
+                now = time.perf_counter()
+                still = []
+                for pos in pending:
+                    if pos <= projected:
+                        visible[pos] = now
+                    else:
+                        still.append(pos)
+                pending[:] = still
+                await asyncio.sleep(interval)
+
+        async def read_own_write(rid: str, user: str, position: int, version: int,
+                                 acked_at: float) -> None:
+            nonlocal gql_bad
+            r = await gql_client.post("/graphql", json={"query": GQL, "variables": {
+                "id": rid, "pos": position}}, headers=auth[user])
+            now = time.perf_counter()
+            body = r.json()
+            got = ((body.get("data") or {}).get("project") or {}).get("version")
+            if r.status_code != 200 or body.get("errors") or got is None or got < version:
+                gql_bad += 1
+                return
+            gql_lag.append(now - acked_at)
+
+        queue: asyncio.Queue[tuple[float, bool] | None] = asyncio.Queue()
+
+        async def sender() -> None:
+            """One connection: takes the next scheduled command, sends it, waits."""
+            nonlocal skipped
+            one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            async with httpx.AsyncClient(base_url=url, limits=one, timeout=60) as conn:
+                while (item := await queue.get()) is not None:
+                    scheduled, sample = item
+                    if not free:
+                        skipped += 1
+                        continue
+                    rid, user = free.popleft()
+                    headers = {**auth[user], "If-Match": f'"{versions[rid]}"',
+                               "Idempotency-Key": uuid.uuid4().hex}
+                    try:
+                        r = await conn.post(f"/projects/{rid}/edit-application",
+                                            headers=headers,
+                                            json={"name": f"Lag edit {next(counter)}"})
+                        if r.status_code == 200:
+                            versions[rid] = r.json()["version"]
+                    finally:
+                        free.append((rid, user))
+                    now = time.perf_counter()
+                    statuses[r.status_code] += 1
+                    if r.status_code != 200:
+                        continue
+                    body = r.json()
+                    latencies.append(now - scheduled)  # open loop: queueing included
+                    position = int(body["position"])
+                    acked[position] = now
+                    pending.append(position)
+                    if sample:
+                        task = asyncio.create_task(read_own_write(
+                            rid, user, position, body["version"], now))
+                        samples.add(task)
+                        task.add_done_callback(samples.discard)
+
+        samples: set[asyncio.Task[None]] = set()
+        mon = asyncio.create_task(monitor())
+        senders = [asyncio.create_task(sender()) for _ in range(args.connections)]
+        start = time.perf_counter()
+        total = int(args.rate * args.duration)
+        for i in range(total):
+            at = start + i / args.rate
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait((at, i % args.sample_every == 0))
+        sending = time.perf_counter() - start
+        for _ in senders:
+            queue.put_nowait(None)
+        await asyncio.gather(*senders)
+        await asyncio.gather(*samples)
+        elapsed = time.perf_counter() - start
+        done.set()
+        await mon
+        await tracking.close()
+        lag = [visible[p] - acked[p] for p in acked if p in visible]
+        return {"sent": total, "sending": sending, "elapsed": elapsed, "statuses": statuses,
+                "latencies": latencies, "lag": lag, "gql_lag": gql_lag, "gql_bad": gql_bad,
+                "skipped": skipped}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=1000.0, help="commands per second")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--records", type=int, default=400)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--poll-ms", type=float, default=2.0)
+    parser.add_argument("--sample-every", type=int, default=20)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    print(f"machine: {machine_label()}")
+    with fresh_database(args.database_url) as database:
+        print(f"database: {server_label(database)}")
+        with Server("service.main:create_app", factory=True, env=service_env(database)) as s:
+            s.wait_ready("/readyz", timeout=120)
+            import uvloop
+
+            result = uvloop.run(run(s.url, database.conninfo, args))
+    ok = result["statuses"].get(200, 0)
+    rate = ok / result["elapsed"]
+    print(f"\nopen loop: {result['sent']:,} commands scheduled at {args.rate:,.0f}/s over "
+          f"{args.duration:g} s; {ok:,} acknowledged in {result['elapsed']:.1f} s = {rate:,.0f}"
+          f"/s (sending kept up for {result['sending']:.1f} s; statuses "
+          f"{dict(result['statuses'])}; not sent, every record busy: {result['skipped']})")
+    print(f"  command latency (from its scheduled time) {summary_ms(result['latencies'])}")
+    print(f"  ack → projected (all)     {summary_ms(result['lag'])}   "
+          f"(n={len(result['lag']):,}, positions read every {args.poll_ms:g} ms)")
+    print(f"  ack → GraphQL read-your-write (1 in {args.sample_every})  "
+          f"{summary_ms(result['gql_lag'])}   (n={len(result['gql_lag'])}, "
+          f"wrong or failed {result['gql_bad']})")
+    p99 = percentile(result["lag"], 0.99) * 1000 if result["lag"] else float("inf")
+    gp99 = percentile(result["gql_lag"], 0.99) * 1000 if result["gql_lag"] else float("inf")
+    sustained = rate >= 0.95 * args.rate
+    print("\ntargets (same run)                          target        measured")
+    print(f"  sustained command rate                   {args.rate:,.0f}/s      {rate:8,.0f}/s  "
+          f"{verdict(sustained)}")
+    print(f"  p99 ack → visible (all commands)         ≤ 50 ms       {p99:8.1f} ms "
+          f"{verdict(p99 <= 50)}")
+    print(f"  p99 ack → visible in GraphQL (sampled)   ≤ 50 ms       {gp99:8.1f} ms "
+          f"{verdict(gp99 <= 50)}")
+
+
+if __name__ == "__main__":
+    main()
