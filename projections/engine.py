@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("opsledger.projections")
 
 LEADER_LOCK_KEY = 724_002
-REBUILD_BATCH = int(__import__("os").environ.get("REBUILD_BATCH", "2000"))
+REBUILD_BATCH = 2000  # events per transaction when catching up (measured best of 1k–4k)
 
 TRACKING_SQL = """
 CREATE TABLE IF NOT EXISTS projection_tracking (
@@ -77,11 +77,13 @@ class ProjectionRunner:
 
     def __init__(self, conninfo: str, source: Source, projections: Sequence[Projection], *,
                  batch_size: int = 1000, poll_interval: float = 0.5,
+                 rebuild_batch_size: int = REBUILD_BATCH,
                  on_batch: Callable[[str, int, int], None] | None = None):
         self.conninfo = conninfo
         self.source = source
         self.projections = list(projections)
         self.batch_size = batch_size
+        self.rebuild_batch_size = rebuild_batch_size
         self.poll_interval = poll_interval
         self.on_batch = on_batch
         self.positions: dict[str, int] = {}
@@ -235,9 +237,9 @@ class ProjectionRunner:
 
     def catch_up(self, progress: Callable[[int], None] | None = None) -> int:
         """Runs to the end of the store in the calling thread (CLI rebuild, tests), in batches
-        of at least ``REBUILD_BATCH`` events (fewer, larger transactions)."""
+        of ``rebuild_batch_size`` events (fewer, larger transactions)."""
         applied = 0
-        live_size, self.batch_size = self.batch_size, max(self.batch_size, REBUILD_BATCH)
+        live_size, self.batch_size = self.batch_size, self.rebuild_batch_size
         with psycopg.connect(self.conninfo, autocommit=True) as conn, _few_collections():
             _derived_commits(conn)
             self._forget()

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     aggregate_cache_size: int = 5000
     run_projector: bool = True
     projection_batch_size: int = 1000
+    rebuild_batch_size: int = 2000
     ready_max_lag: int = 10_000
     read_your_writes_timeout: float = 5.0
     command_retries: int = 5

@@ -26,8 +26,9 @@ from tests.resilience.support import ServiceProcess, report
 pytestmark = pytest.mark.slow
 
 DEPARTMENTS = 16
-BATCH = 10
-ENV = {"OPSLEDGER_PROJECTION_BATCH_SIZE": str(BATCH), "OPSLEDGER_RUN_STREAM_WORKERS": "false",
+BATCH = 3  # small batches: many commits, so the kills land mid-rebuild
+ENV = {"OPSLEDGER_PROJECTION_BATCH_SIZE": str(BATCH),
+       "OPSLEDGER_REBUILD_BATCH_SIZE": str(BATCH), "OPSLEDGER_RUN_STREAM_WORKERS": "false",
        "OPSLEDGER_DIGEST_INTERVAL_SECONDS": "0", "OPSLEDGER_LOG_LEVEL": "WARNING"}
 
 
