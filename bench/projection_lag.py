@@ -4,7 +4,9 @@ Starts the real service (uvicorn, 1 worker, projector in the process, as ``serve
 against a fresh database, creates ``--records`` projects, then sends commands open-loop at
 ``--rate`` per second for ``--duration`` seconds: each is ``POST
 /projects/{id}/edit-application`` (Bearer token, If-Match, Idempotency-Key) on a record with
-no command in flight, sent at its scheduled time whatever the previous answers did.
+no command in flight, scheduled at a fixed rate whatever the answers do and sent on the next
+free one of ``--connections`` connections (a command's latency counts from its scheduled
+time, so a service that falls behind shows it).
 
 Visibility is measured two ways, both from the moment the command's answer arrived:
 
@@ -25,6 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter, deque
@@ -34,6 +39,7 @@ import httpx
 
 from bench.command_path import PROJECT, token_for
 from bench.common import (
+    ROOT,
     Server,
     fresh_database,
     machine_label,
@@ -194,16 +200,30 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--poll-ms", type=float, default=2.0)
     parser.add_argument("--sample-every", type=int, default=20)
+    parser.add_argument("--projector", choices=["in-process", "process"], default="in-process",
+                        help="in the API process (serve's default) or a separate `worker`")
     parser.add_argument("--database-url")
     args = parser.parse_args()
     print(f"machine: {machine_label()}")
     with fresh_database(args.database_url) as database:
         print(f"database: {server_label(database)}")
-        with Server("service.main:create_app", factory=True, env=service_env(database)) as s:
-            s.wait_ready("/readyz", timeout=120)
-            import uvloop
+        env = service_env(database)
+        worker = None
+        if args.projector == "process":  # `serve --no-projector` + `worker`
+            env["OPSLEDGER_RUN_PROJECTOR"] = "false"
+            worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
+                                      env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
+        try:
+            with Server("service.main:create_app", factory=True, env=env) as s:
+                s.wait_ready("/readyz", timeout=120)
+                import uvloop
 
-            result = uvloop.run(run(s.url, database.conninfo, args))
+                result = uvloop.run(run(s.url, database.conninfo, args))
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(20)
     ok = result["statuses"].get(200, 0)
     rate = ok / result["elapsed"]
     print(f"\nopen loop: {result['sent']:,} commands scheduled at {args.rate:,.0f}/s over "

@@ -35,7 +35,7 @@ FULL: dict[str, list[str]] = {
     "asof_latency": ["--events", "10000", "--samples", "1000", "--naive-samples", "100"],
     "verify_bench": ["-n", "1000000"],
     "graphql_reads": ["--events", "1M", "--duration", "30"],
-    "scale": ["--events", "5M"],
+    "scale": ["--events", "5M", "--pause", "30"],
 }
 
 

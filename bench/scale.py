@@ -10,7 +10,7 @@ In one run, against one fresh database (embedded PostgreSQL unless DATABASE_URL 
 4. the ratio of the medians (target ≤ 1.2×), and the sizes of the event tables and indexes.
 
     .venv/bin/python -m bench.scale                    # 500k events, ~1.5 min
-    .venv/bin/python -m bench.scale --events 5M        # the full run (~10 min of seeding)
+    .venv/bin/python -m bench.scale --events 5M --pause 30   # the full run (~12 min)
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=seed_amount, default=seed_amount("500k"))
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds of rest after each 500,000 seeded events (a shared "
+                             "machine: seeding 5M keeps both cores busy for ~6 minutes)")
     parser.add_argument("--database-url")
     args = parser.parse_args()
     from service.bootstrap import bootstrap
@@ -95,7 +98,7 @@ def main() -> None:
             print(f"empty store ({sizes(container)})")
             print(f"  command (Ledger, one at a time)  {summary_ms(empty_cmd)}")
             print(f"  bare append of one event         {summary_ms(empty_app)}")
-            seed(container.store, args.events)
+            seed(container.store, args.events, pause=args.pause)
             container.store.execute("ANALYZE")
             full_cmd, full_app = measure(container, args.samples)
             print(f"full store ({sizes(container)})")

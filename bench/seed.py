@@ -79,12 +79,13 @@ class Seeder:
     """Generates units of events and appends them; ``run(total)`` seeds about ``total``."""
 
     def __init__(self, store: EventStore, *, tail: int = 30, seed: int = 7,
-                 progress: Callable[[int], None] | None = None):
+                 progress: Callable[[int], None] | None = None, pause: float = 0.0):
         self.store = store
         self.tail = tail
         self.random = random.Random(seed)
         self.cmd = Commands()
         self.progress = progress
+        self.pause = pause  # seconds of rest after each 500,000 events (a shared machine)
         self.budgets: dict[str, Budget] = {}
         self.lines: dict[str, str] = {}
         self.result = Seeded()
@@ -239,20 +240,25 @@ class Seeder:
             if self.result.events >= total:
                 break
             self.unit(n)
-            if self.progress is not None and self.result.events - last >= 100_000:
+            if self.result.events - last >= 100_000:
+                if self.pause and self.result.events // 500_000 > last // 500_000:
+                    self.flush()
+                    time.sleep(self.pause)
                 last = self.result.events
-                self.progress(last)
+                if self.progress is not None:
+                    self.progress(last)
         self.flush()
         self.result.seconds = time.perf_counter() - started
         return self.result
 
 
-def seed(store: EventStore, total: int, *, tail: int = 30, quiet: bool = False) -> Seeded:
+def seed(store: EventStore, total: int, *, tail: int = 30, quiet: bool = False,
+         pause: float = 0.0) -> Seeded:
     def show(n: int) -> None:
         if not quiet:
             print(f"  … {n:,} events", flush=True)
 
-    result = Seeder(store, tail=tail, progress=show).run(total)
+    result = Seeder(store, tail=tail, progress=show, pause=pause).run(total)
     if not quiet:
         print(f"seeded {result.events:,} events ({len(result.projects):,} projects, "
               f"{result.risks:,} risks, {result.customers:,} customers, {result.budgets} "
