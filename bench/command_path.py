@@ -37,6 +37,7 @@ from bench.common import (
     fresh_database,
     machine_label,
     percentile,
+    projection_worker,
     server_label,
     service_env,
     summary_ms,
@@ -59,9 +60,11 @@ def token_for(user: str) -> str:
 
 
 def run_service(database: Database, *, workers: int, connections: int, per_connection: int,
-                warmup: float, duration: float, client: str) -> tuple[LoadResult, int]:
+                warmup: float, duration: float, client: str,
+                separate_projector: bool = False) -> tuple[LoadResult, int]:
     env = service_env(database)
-    with Server("service.main:create_app", factory=True, workers=workers, env=env) as server:
+    with projection_worker(env, separate_projector), \
+            Server("service.main:create_app", factory=True, workers=workers, env=env) as server:
         server.wait_ready("/readyz", timeout=120)
         # Each connection acts as its own user on records of its own.
         owners: list[dict[str, Any]] = []
@@ -134,7 +137,12 @@ def cpu_note(res: LoadResult) -> str:
 
 
 def line(label: str, rate: float, latencies: Sequence[float], extra: str = "") -> None:
-    print(f"  {label:<34} {rate:8,.0f}/s   {summary_ms(latencies)}{extra}")
+    print(f"  {label:<52} {rate:8,.0f}/s   {summary_ms(latencies)}{extra}")
+
+
+def label(workers: int, projector: str) -> str:
+    api = f"{workers} API worker{'s' if workers > 1 else ' '}"
+    return api + (" + projection worker" if projector == "process" else "")
 
 
 def main() -> None:
@@ -148,6 +156,10 @@ def main() -> None:
                         default=["httpx", "raw"],
                         help="httpx (the issue's client) and/or a minimal HTTP/1.1 client that "
                              "leaves more of the 2 cores to the server")
+    parser.add_argument("--projector", nargs="+", choices=["in-process", "process"],
+                        default=["in-process", "process"],
+                        help="projections in the API process (`serve`) and/or in a separate "
+                             "`worker` process (`serve --no-projector` + `worker`)")
     parser.add_argument("--database-url", help="server to create the fresh database on "
                         "(default: DATABASE_URL, else an embedded PostgreSQL)")
     args = parser.parse_args()
@@ -173,22 +185,24 @@ def main() -> None:
               "Idempotency-Key, metadata, tracing; one event)")
         results = {}
         for client in args.clients:
-            for workers in args.workers:
-                res, _pid = run_service(database, workers=workers, connections=n,
-                                        per_connection=args.records_per_connection,
-                                        warmup=args.warmup, duration=args.duration,
-                                        client=client)
-                results[(client, workers)] = res
-                bad = {s: c for s, c in res.statuses.items() if s not in (200, 201)}
-                line(f"service, {workers} worker{'s' if workers > 1 else ' '} ({client})",
-                     res.rate, res.latencies,
-                     cpu_note(res) + (f"   errors {bad}" if bad else ""))
+            for projector in args.projector:
+                for workers in args.workers:
+                    res, _pid = run_service(database, workers=workers, connections=n,
+                                            per_connection=args.records_per_connection,
+                                            warmup=args.warmup, duration=args.duration,
+                                            client=client,
+                                            separate_projector=projector == "process")
+                    results[(client, projector, workers)] = res
+                    bad = {s: c for s, c in res.statuses.items() if s not in (200, 201)}
+                    line(f"service, {label(workers, projector)} ({client})",
+                         res.rate, res.latencies,
+                         cpu_note(res) + (f"   errors {bad}" if bad else ""))
         print("\nratios (same run)                                   target   measured")
-        for (client, workers), res in results.items():
+        for (client, projector, workers), res in results.items():
             r_lib = res.rate / lib.rate if lib.rate else float("nan")
             r_ceil = (res.rate / ceilings[client].rate if ceilings[client].rate
                       else float("nan"))
-            who = f"{workers} worker{'s' if workers > 1 else ' '}, {client:<5}"
+            who = f"{label(workers, projector)}, {client:<5}"
             print(f"  {who}: service / library save       ≥ 1.50   {r_lib:6.2f}   "
                   f"{verdict(r_lib >= 1.5)}")
             print(f"  {who}: service / FastAPI+INSERT     ≥ 0.50   {r_ceil:6.2f}   "

@@ -203,6 +203,25 @@ def _cmdline(pid: int) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def projection_worker(env: dict[str, str], enabled: bool = True) -> Iterator[None]:
+    """``serve --no-projector`` + ``worker``: sets ``OPSLEDGER_RUN_PROJECTOR=false`` in
+    ``env`` for the API processes and runs the projections in a ``worker`` process of their
+    own (which hears of the API's commits through LISTEN/NOTIFY)."""
+    if not enabled:
+        yield
+        return
+    env["OPSLEDGER_RUN_PROJECTOR"] = "false"
+    worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
+                              env={**os.environ, **env, "OPSLEDGER_RUN_PROJECTOR": "true"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        worker.terminate()
+        worker.wait(20)
+
+
 def service_env(database: Database, **overrides: str) -> dict[str, str]:
     """Environment of the real service against ``database``."""
     env = {"DATABASE_URL": database.url,

@@ -122,6 +122,13 @@ class BudgetsTable:
     def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, dict[str, Any]]],
                ) -> None:
         budgets, lines, actuals = [], [], []
+        # A budget's actuals only grow (the domain appends; nothing changes or removes one):
+        # only those past the rows already stored are new. Sending every actual of every
+        # touched budget again, each batch, made a year's projection quadratic in its actuals.
+        with conn.cursor() as cur:
+            stored = dict(cur.execute(
+                "SELECT budget_id, count(*) FROM budget_actuals WHERE budget_id = ANY(%s)"
+                " GROUP BY budget_id", ([b.id for b, _, _ in rows],)).fetchall())
         for b, position, doc in rows:
             s: Any = b
             budgets.append((b.id, s.department, s.fiscal_year, s.status, s.currency,
@@ -133,7 +140,7 @@ class BudgetsTable:
             actuals += [(UUID(a["id"]), b.id, a["line_id"], a["kind"], a["amount"], a["date"],
                          a["date"].month, a["reference"], a.get("project_id"), a["recorded_by"],
                          bool(a.get("overspent")), a.get("override_by"),
-                         a.get("override_reason")) for a in s.actuals]
+                         a.get("override_reason")) for a in s.actuals[stored.get(b.id, 0):]]
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in BUDGET_COLUMNS[1:]
                             if c != "created_at")
         with conn.cursor() as cur:

@@ -127,10 +127,14 @@ class HeadWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            if not self.signal.has_waiters:
-                continue
-            with contextlib.suppress(Exception):  # the database may be away; try next tick
-                self.signal.notify(self.store.max_position())
+            self.check()
+
+    def check(self) -> None:
+        """Reads the head for whoever waits (each tick, and when a commit is heard of)."""
+        if not self.signal.has_waiters:
+            return
+        with contextlib.suppress(Exception):  # the database may be away; try next tick
+            self.signal.notify(self.store.max_position())
 
 
 @dataclass(frozen=True)

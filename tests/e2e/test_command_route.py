@@ -1,0 +1,155 @@
+"""The command routes' fast path answers exactly as FastAPI's own handling does.
+
+Two apps over one container: one with ``CommandRoute`` (the fast path), one built with
+FastAPI's plain route handler. The same requests — well-formed, and each kind of malformed —
+get the same status and body from both; well-formed ones never reach FastAPI's dependency
+resolution on the fast app, malformed ones always do (their refusal is FastAPI's).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import fastapi.routing
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from service.rest.command_route import CommandRoute
+from service.rest.commands import build_router
+from tests.e2e.test_project_lifecycle import PROJECT
+
+VOLATILE = {"id", "position", "version", "events"}
+
+
+@pytest.fixture(scope="module")
+def apps(container: Any) -> Iterator[tuple[TestClient, TestClient]]:
+    import service.main
+
+    def plain_router() -> Any:  # the same routes, their endpoints without a fast path
+        router = build_router()
+        for route in router.routes:
+            if isinstance(route, CommandRoute):
+                del route.endpoint.fast_path  # type: ignore[attr-defined]
+        return router
+
+    fast = TestClient(create_app(container=container))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(service.main, "build_router", plain_router)
+    plain = TestClient(create_app(container=container))
+    patch.undo()
+    with fast, plain:
+        yield fast, plain
+
+
+@pytest.fixture
+def solved(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts FastAPI's dependency resolutions."""
+    calls: list[int] = []
+    original = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    return calls
+
+
+def _shape(r: Any) -> tuple[int, Any]:
+    body = r.json()
+    if isinstance(body, dict):
+        body = {k: ("…" if k in VOLATILE else v) for k, v in body.items()}
+    return r.status_code, body
+
+
+def _draft(client: TestClient, who: dict[str, str]) -> str:
+    r = client.post("/projects", json=PROJECT, headers=who)
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_well_formed_commands_take_the_fast_path_and_answer_as_fastapi_does(
+        apps: tuple[TestClient, TestClient], token: Any, solved: list[int]) -> None:
+    fast, plain = apps
+    ann = token("ann", "member")
+    created = [fast.post("/projects", json=PROJECT, headers=ann),
+               plain.post("/projects", json=PROJECT, headers=ann)]
+    assert _shape(created[0]) == _shape(created[1])
+    assert created[0].headers["location"].startswith("/projects/")
+    assert len(solved) == 1  # the plain app's only
+    solved.clear()
+    for client, r in zip((fast, plain), created, strict=True):
+        rid = r.json()["id"]
+        edited = client.post(f"/projects/{rid}/edit-application",
+                             json={"name": "Renamed", "comment": "typo"},
+                             headers={**ann, "If-Match": '"1"', "Idempotency-Key": "k-" + rid,
+                                      "X-Correlation-ID": "corr-1"})
+        assert edited.status_code == 200, edited.text
+        assert edited.headers["etag"] == '"2"' and edited.headers["x-correlation-id"] == "corr-1"
+        again = client.post(f"/projects/{rid}/edit-application",
+                            json={"name": "Renamed", "comment": "typo"},
+                            headers={**ann, "If-Match": '"1"', "Idempotency-Key": "k-" + rid})
+        assert again.json() == edited.json() and again.headers["idempotent-replayed"] == "true"
+    assert len(solved) == 2  # the plain app's two; the fast app's none
+
+
+@pytest.mark.parametrize("case", [
+    "no_token", "bad_token", "stale_if_match", "bad_if_match", "wrong_type", "unknown_field",
+    "not_json", "text_plain", "array_body", "long_header", "bad_uuid", "short_uuid",
+    "unknown_record", "not_proposer",
+])
+def test_every_refusal_is_the_same_on_both_paths(apps: tuple[TestClient, TestClient],
+                                                 token: Any, case: str) -> None:
+    fast, plain = apps
+    ann, bob = token("ann", "member"), token("bob", "member")
+    answers = []
+    for client in (fast, plain):
+        rid = _draft(client, ann)
+        path = f"/projects/{rid}/edit-application"
+        headers: dict[str, str] = {**ann}
+        content: Any = None
+        body: Any = {"name": "New name"}
+        unknown = uuid.UUID(int=7)
+        match case:
+            case "no_token":
+                headers = {}
+            case "bad_token":
+                headers = {"Authorization": "Bearer nope"}
+            case "stale_if_match":
+                headers["If-Match"] = '"7"'
+            case "bad_if_match":
+                headers["If-Match"] = "yesterday"
+            case "wrong_type":
+                body = {"requested_budget": "lots"}
+            case "unknown_field":
+                body = {"name": "x", "colour": "red"}
+            case "not_json":
+                content, body = b"{name: nope", None
+                headers["Content-Type"] = "application/json"
+            case "text_plain":
+                content, body = b'{"name": "x"}', None
+                headers["Content-Type"] = "text/plain"
+            case "array_body":
+                body = [{"name": "x"}]
+            case "long_header":
+                headers["Idempotency-Key"] = "k" * 201
+            case "bad_uuid":
+                path = "/projects/not-a-uuid/edit-application"
+            case "short_uuid":
+                path = f"/projects/{rid.replace('-', '')}/edit-application"
+            case "unknown_record":
+                path = f"/projects/{unknown}/edit-application"
+            case "not_proposer":
+                headers = {**bob}
+        if content is not None:
+            r = client.post(path, content=content, headers=headers)
+        else:
+            r = client.post(path, json=body, headers=headers)
+        answers.append(r)
+    fast_answer, plain_answer = answers
+    assert fast_answer.status_code >= 400 or case == "short_uuid", fast_answer.text
+    assert _shape(fast_answer) == _shape(plain_answer)
+    assert fast_answer.headers.get("content-type") == plain_answer.headers.get("content-type")
