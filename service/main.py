@@ -20,7 +20,7 @@ from service.rest.audit import build_router as build_audit_router
 from service.rest.commands import build_router
 from service.rest.integrity import build_integrity_router
 from service.streams import feed, webhook_api
-from service.telemetry import instrument_app
+from service.telemetry import fastapi_telemetry
 
 API_VERSION = "0.1.0"
 DESCRIPTION = """
@@ -53,14 +53,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
                 await run_in_threadpool(app.state.container.close)
 
     app = FastAPI(title="opsledger", version=API_VERSION, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, telemetry=fastapi_telemetry())
     if container is not None:
         app.state.container = container
     errors.install(app)
     limits = container.settings if container is not None else settings or get_settings()
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)  # 413, never a 500
-    app.add_middleware(AccessLogMiddleware)  # inside the OpenTelemetry middleware: trace ids
-    instrument_app(app)
+    app.add_middleware(AccessLogMiddleware)  # inside FastAPI's telemetry: trace ids
     app.include_router(build_router())
     app.include_router(build_audit_router())  # /audit/… and the /console page
     app.include_router(feed.build_router())  # /events, /events/stream (SSE), /events/consumers
