@@ -1,10 +1,11 @@
 """Projection lag: command acknowledged → visible in GraphQL, under a sustained command rate.
 
-Starts the real service (uvicorn, 1 worker, projector in the process, as ``serve`` runs it)
-against a fresh database, creates ``--records`` projects, then sends commands open-loop at
-``--rate`` per second for ``--duration`` seconds (with the minimal HTTP/1.1 client of
-``bench/load.py`` unless ``--client httpx``): each is ``POST
-/projects/{id}/edit-application`` (Bearer token, If-Match, Idempotency-Key) on a record with
+Starts the real service (uvicorn, ``--workers`` API processes; the projector in the API process
+as ``serve`` runs it, or with ``--projector process`` in a ``worker`` of its own that hears of
+commits through LISTEN/NOTIFY) against a fresh database, creates ``--records`` projects,
+then sends commands open-loop at ``--rate`` per second for ``--duration`` seconds (with the
+minimal HTTP/1.1 client of ``bench/load.py`` unless ``--client httpx``): each is
+``POST /projects/{id}/edit-application`` (Bearer token, If-Match, Idempotency-Key) on a record with
 no command in flight, scheduled at a fixed rate whatever the answers do and sent on the next
 free one of ``--connections`` connections (a command's latency counts from its scheduled
 time, so a service that falls behind shows it).
@@ -202,6 +203,7 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, default=20)
     parser.add_argument("--projector", choices=["in-process", "process"], default="in-process",
                         help="in the API process (serve's default) or a separate `worker`")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn API worker processes")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="the commands' HTTP client: bench/load.py's minimal one (~0.05 ms "
                              "of CPU per request) or httpx (~0.65 ms, on the same 2 cores)")
@@ -212,7 +214,8 @@ def main() -> None:
         print(f"database: {server_label(database)}")
         env = service_env(database)
         with projection_worker(env, args.projector == "process"), \
-                Server("service.main:create_app", factory=True, env=env) as s:
+                Server("service.main:create_app", factory=True, env=env,
+                       workers=args.workers) as s:
             s.wait_ready("/readyz", timeout=120)
             import uvloop
 
