@@ -452,27 +452,30 @@ class ProjectCost:
 ProjectSums = dict[str, dict[str, Any]]
 
 
+async def sums_of_projects(ctx: GraphQLContext, ids: list[UUID]) -> dict[UUID, ProjectSums]:
+    """The actuals recorded with several projects' ids, per currency: one statement."""
+    rows = await ctx.fetch(
+        "SELECT a.project_id, b.currency,"
+        " coalesce(sum(a.amount) FILTER (WHERE a.kind <> 'revenue'), 0.00) AS spent,"
+        " coalesce(sum(a.amount) FILTER (WHERE a.kind = 'revenue'), 0.00) AS earned,"
+        " count(*) AS n"
+        " FROM budget_actuals a JOIN budgets b ON b.id = a.budget_id"
+        " WHERE a.project_id = ANY(%s) GROUP BY a.project_id, b.currency", [list(ids)])
+    found: dict[UUID, ProjectSums] = {i: {} for i in ids}
+    for r in rows:
+        found[r["project_id"]][r["currency"]] = r
+    return found
+
+
 def _project_cost_loader(ctx: GraphQLContext) -> DataLoader[UUID, ProjectSums]:
     async def load(ids: list[UUID]) -> list[ProjectSums]:
-        rows = await ctx.fetch(
-            "SELECT a.project_id, b.currency,"
-            " coalesce(sum(a.amount) FILTER (WHERE a.kind <> 'revenue'), 0.00) AS spent,"
-            " coalesce(sum(a.amount) FILTER (WHERE a.kind = 'revenue'), 0.00) AS earned,"
-            " count(*) AS n"
-            " FROM budget_actuals a JOIN budgets b ON b.id = a.budget_id"
-            " WHERE a.project_id = ANY(%s) GROUP BY a.project_id, b.currency", [list(ids)])
-        found: dict[UUID, ProjectSums] = {i: {} for i in ids}
-        for r in rows:
-            found[r["project_id"]][r["currency"]] = r
+        found = await sums_of_projects(ctx, list(ids))
         return [found[i] for i in ids]
     return DataLoader(load_fn=load)
 
 
-async def project_cost(info: Info[GraphQLContext, None], project_id: UUID, currency: str,
-                       requested_budget: Decimal) -> ProjectCost:
-    """Figures of one project; batched with its siblings on the page (one statement)."""
-    loader = info.context.loader("project_cost", _project_cost_loader)
-    sums: ProjectSums = await loader.load(project_id)
+def cost_from_sums(sums: ProjectSums, currency: str, requested_budget: Decimal) -> ProjectCost:
+    """A project's figures from its actuals' sums (``sums_of_projects``)."""
     mine = sums.get(currency) or {}
     f = figures(requested_budget, dec(mine.get("spent", ZERO)))
     return ProjectCost(currency=currency, budget=f.budget, actual=f.actual,
@@ -481,3 +484,11 @@ async def project_cost(info: Info[GraphQLContext, None], project_id: UUID, curre
                        utilisation_percent=f.utilisation_percent,
                        revenue_actual=dec(mine.get("earned", ZERO)),
                        actual_count=int(mine.get("n", 0)))
+
+
+async def project_cost(info: Info[GraphQLContext, None], project_id: UUID, currency: str,
+                       requested_budget: Decimal) -> ProjectCost:
+    """Figures of one project; batched with its siblings on the page (one statement)."""
+    loader = info.context.loader("project_cost", _project_cost_loader)
+    sums: ProjectSums = await loader.load(project_id)
+    return cost_from_sums(sums, currency, requested_budget)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -9,15 +11,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import strawberry
+from graphql import FieldNode
 from strawberry.scalars import JSON
 from strawberry.types import Info
+from strawberry.types.base import get_object_definition
 
-from service.graphql.budgets import ProjectCost, project_cost
+from service.graphql.budgets import ProjectCost, cost_from_sums, project_cost, sums_of_projects
 from service.graphql.context import GraphQLContext
 from service.graphql.convert import from_doc
+from service.graphql.lookahead import argument, selected_below
 from service.graphql.nodes import Node, global_id
 from service.graphql.pagination import Connection, Keyset, SortDirection, connection, page_size
-from service.graphql.risks import Risk, project_risks
+from service.graphql.risks import Risk, project_risks, risks_of_projects
 
 if TYPE_CHECKING:
     from service.graphql.customers import Customer
@@ -205,12 +210,23 @@ class Project(Node):
     created_on: datetime
     modified_on: datetime
     detail: JSON = strawberry.field(description="The whole record view as JSON.")
+    # Read by the page (``list_projects``) for all its projects at once, when the query asks.
+    preloaded_risks: strawberry.Private[dict[bool, list[Risk]] | None] = None
+    preloaded_cost: strawberry.Private[ProjectCost | None] = None
 
+    # risks and cost are plain functions answering at once when the page preloaded them (no
+    # task, future or coroutine per project); otherwise they return the DataLoader's
+    # awaitable, which graphql-core awaits.
     @strawberry.field(description="Risks linked to the project (its plan's risk assessment), "
                                   "highest score first; open ones only unless openOnly: false.")
-    async def risks(self, info: Info[GraphQLContext, None], open_only: bool | None = True,
-                    ) -> list[Risk]:
-        return await project_risks(info, self.record_id, open_only is not False)
+    def risks(self, info: Info[GraphQLContext, None], open_only: bool | None = True,
+              ) -> list[Risk]:
+        only_open = open_only is not False
+        if self.preloaded_risks is not None:
+            ready = self.preloaded_risks.get(only_open)
+            if ready is not None:
+                return ready
+        return project_risks(info, self.record_id, only_open)  # type: ignore[return-value]
 
     @strawberry.field(description="The customer the project is for.")
     async def customer(self, info: Info[GraphQLContext, None]) -> CustomerRef | None:
@@ -221,8 +237,11 @@ class Project(Node):
 
     @strawberry.field(description="Budget (the requested budget) vs the cost actuals "
                                   "recorded against the project in budgets (SPEC §5).")
-    async def cost(self, info: Info[GraphQLContext, None]) -> ProjectCost:
-        return await project_cost(info, self.record_id, self.currency, self.requested_budget)
+    def cost(self, info: Info[GraphQLContext, None]) -> ProjectCost:
+        if self.preloaded_cost is not None:
+            return self.preloaded_cost
+        return project_cost(  # type: ignore[return-value]
+            info, self.record_id, self.currency, self.requested_budget)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Project:
@@ -299,11 +318,79 @@ async def list_projects(info: Info[GraphQLContext, None], first: int | None, aft
     size = page_size(first)
     where, params = _where(filter)
     after_sql, after_params = keyset.after_sql(after)
+    fields = selected_below(info, "edges", "node")
+    keys = _asked_keys(info, fields)
+    doc, doc_params = ((_DOC_SUBSET, [keys]) if keys is not None else ("doc", []))
     rows = await ctx.fetch(
-        f"SELECT id, {keyset.column}, position, doc FROM projects{where}{after_sql}"
-        f" ORDER BY {keyset.order_sql()} LIMIT %s", [*params, *after_params, size + 1])
+        f"SELECT id, {keyset.column}, position, {doc} FROM projects{where}{after_sql}"
+        f" ORDER BY {keyset.order_sql()} LIMIT %s",
+        [*doc_params, *params, *after_params, size + 1])
     total = (await ctx.fetch(f"SELECT count(*) AS n FROM projects{where}", params))[0]["n"]
-    return connection(rows, size, keyset, total, Project.from_row, bool(after))
+    page = connection(rows, size, keyset, total, Project.from_row, bool(after))
+    await _preload(info, [edge.node for edge in page.edges], fields)
+    return page
+
+
+# What a project's fields need of its document besides their own keys: its id (record_id,
+# risks, cost), customer (customer), cost (currency, requested budget), acceptance reviews
+# (read by from_row).
+_ALWAYS_KEYS = frozenset({"id", "customer_id", "currency", "requested_budget",
+                          "acceptance_reviews"})
+# The asked keys of a document, read in one pass (each ``doc->'key'`` would detoast the whole
+# document again; ``doc - keys`` costs more than it saves).
+_DOC_SUBSET = ("(SELECT jsonb_object_agg(key, value) FROM jsonb_each(doc)"
+               " WHERE key = ANY(%s)) AS doc")
+_field_keys: dict[str, str] = {}
+
+
+def _asked_keys(info: Info[GraphQLContext, None], fields: list[FieldNode] | None,
+                ) -> list[str] | None:
+    """The top-level keys of the project documents the selected fields read: a page asks for
+    a few fields, while plans, tasks and reports are most of a document (~7 kB, all of it
+    sent as JSON text and decoded). None — the whole document — when it is read (``detail``)
+    or the selection is not known."""
+    if fields is None:
+        return None
+    if not _field_keys:
+        names = info.schema.config.name_converter
+        for f in get_object_definition(Project, strict=True).fields:
+            _field_keys[names.get_graphql_name(f)] = f.python_name
+    keep = set(_ALWAYS_KEYS)
+    for field in fields:
+        name = field.name.value
+        if name.startswith("__"):
+            continue
+        if name == "detail" or name not in _field_keys:
+            return None
+        keep.add(_field_keys[name])
+    return sorted(keep)
+
+
+async def _preload(info: Info[GraphQLContext, None], projects: list[Project],
+                   fields: list[FieldNode] | None) -> None:
+    """The risks and cost the query asks of every project of a page, one statement each (the
+    statements the DataLoaders would run), handed to the projects before their fields run."""
+    if not projects or not fields:
+        return
+    risk_variants = sorted({argument(info, f, "openOnly") is not False
+                            for f in fields if f.name.value == "risks"})
+    wants_cost = any(f.name.value == "cost" for f in fields)
+    if not risk_variants and not wants_cost:
+        return
+    ctx = info.context
+    ids = [p.record_id for p in projects]
+    jobs: list[Awaitable[Any]] = [risks_of_projects(ctx, ids, v) for v in risk_variants]
+    if wants_cost:
+        jobs.append(sums_of_projects(ctx, ids))
+    found = await asyncio.gather(*jobs)
+    for project in projects:
+        if risk_variants:
+            project.preloaded_risks = {v: by_project[project.record_id]
+                                       for v, by_project in zip(risk_variants, found,
+                                                                strict=False)}
+        if wants_cost:
+            project.preloaded_cost = cost_from_sums(found[-1][project.record_id],
+                                                    project.currency, project.requested_budget)
 
 
 # The portfolio as of a past moment: every project rebuilt from its events up to then (see

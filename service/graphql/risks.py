@@ -399,18 +399,25 @@ def _risk_loader(ctx: GraphQLContext) -> DataLoader[UUID, Risk | None]:
     return ctx.loader("risk_by_id", make)
 
 
+async def risks_of_projects(ctx: GraphQLContext, ids: list[UUID], open_only: bool,
+                            ) -> dict[UUID, list[Risk]]:
+    """The linked risks of several projects, highest score first: one statement."""
+    only_open = " AND r.status <> 'closed'" if open_only else ""
+    rows = await ctx.fetch(
+        f"SELECT r.project_id, {RISK_COLUMNS} FROM risks r"
+        f" WHERE r.project_id = ANY(%s){only_open}"
+        " ORDER BY r.score DESC NULLS LAST, r.updated_at DESC, r.id", [list(ids)])
+    by_project: dict[UUID, list[Risk]] = {i: [] for i in ids}
+    for row in rows:
+        by_project[row["project_id"]].append(Risk.from_row(row))
+    return by_project
+
+
 def _project_risks_loader(ctx: GraphQLContext, open_only: bool,
                           ) -> DataLoader[UUID, list[Risk]]:
     def make(ctx: GraphQLContext) -> DataLoader[UUID, list[Risk]]:
         async def load(ids: list[UUID]) -> list[list[Risk]]:
-            only_open = " AND r.status <> 'closed'" if open_only else ""
-            rows = await ctx.fetch(
-                f"SELECT r.project_id, {RISK_COLUMNS} FROM risks r"
-                f" WHERE r.project_id = ANY(%s){only_open}"
-                " ORDER BY r.score DESC NULLS LAST, r.updated_at DESC, r.id", [list(ids)])
-            by_project: dict[UUID, list[Risk]] = {i: [] for i in ids}
-            for row in rows:
-                by_project[row["project_id"]].append(Risk.from_row(row))
+            by_project = await risks_of_projects(ctx, list(ids), open_only)
             return [by_project[i] for i in ids]
         return DataLoader(load_fn=load)
     return ctx.loader(f"project_risks:{open_only}", make)

@@ -48,6 +48,7 @@ from service.graphql.customers import (
     customer_by_id,
     list_customers,
 )
+from service.graphql.executor import Executor
 from service.graphql.http import OpsGraphQLRouter
 from service.graphql.indicators import (
     IndicatorTarget,
@@ -299,7 +300,7 @@ LIMIT_RULES = [query_depth_limiter.create_validator(12, None),
                max_aliases.create_validator(30)]
 
 schema = strawberry.Schema(
-    query=Query, subscription=Subscription,
+    query=Query, subscription=Subscription, execution_context_class=Executor,
     types=[Project, Risk, Customer, ServiceRequest, Budget],
     extensions=[lambda: MaxTokensLimiter(max_token_count=4000),
                 lambda: ParserCache(maxsize=256),
@@ -316,8 +317,11 @@ async def _pool(request: HTTPConnection) -> AsyncConnectionPool:
         container = request.app.state.container
         # check: a connection broken by a database restart is replaced, not handed out;
         # timeout: with the database down, answer 503 in 5 s (as commands do), not in 30.
+        # autocommit: every read is one statement (its own snapshot either way); without it
+        # each one cost two more round trips (BEGIN, and the pool's ROLLBACK on return).
         pool = AsyncConnectionPool(container.database.conninfo, min_size=1,
                                    max_size=container.settings.pool_size, open=False,
+                                   kwargs={"autocommit": True},
                                    check=AsyncConnectionPool.check_connection, timeout=5.0)
         await pool.open()
         request.app.state.graphql_pool = pool
