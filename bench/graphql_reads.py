@@ -16,15 +16,24 @@ In one run, against one fresh database (embedded PostgreSQL unless DATABASE_URL 
 
     .venv/bin/python -m bench.graphql_reads                    # 100k events, ~1.5 min
     .venv/bin/python -m bench.graphql_reads --events 1M        # the full run (~4 min)
+    # again over a database seeded before (by bench/seed.py), kept as it is:
+    .venv/bin/python -m bench.graphql_reads --existing postgresql://…/gql1m --duration 8
+
+It also prints the API process's CPU per request of the 1-client run (from /proc: the
+server's own cost, whatever else the machine runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
@@ -40,7 +49,8 @@ from bench.common import (
     summary_ms,
     verdict,
 )
-from bench.seed import department_of, seed, seed_amount
+from bench.seed import Seeded, department_of, seed, seed_amount
+from service.database import Database
 
 QUERY = """query($first: Int, $after: String, $departments: [String!]) {
   projects(first: $first, after: $after, filter: {department: $departments}) {
@@ -108,17 +118,27 @@ def statement_counts(url: str, token: str) -> dict[int, int]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=seed_amount, default=seed_amount("100k"))
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per read run")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--page", type=int, default=50)
-    parser.add_argument("--database-url")
-    args = parser.parse_args()
-    print(f"machine: {machine_label()}")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def seeded_database(args: argparse.Namespace) -> Iterator[tuple[Database, Seeded]]:
+    """A fresh database seeded with ``--events``, or the ``--existing`` one as it is."""
+    if args.existing:
+        import psycopg
+
+        database = Database(url=args.existing)
+        with psycopg.connect(database.conninfo) as conn:
+            events = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
+            units = conn.execute("SELECT count(*) FROM projects").fetchone()
+        seeded = Seeded(events=int(events[0] if events and events[0] else 0))
+        seeded.projects = [None] * int(units[0] if units else 0)  # type: ignore[list-item]
+        yield database, seeded
+        return
     with fresh_database(args.database_url) as database:
-        print(f"database: {server_label(database)}")
         from service.store import EventStore
 
         store = EventStore(database, pool_size=4)
@@ -126,6 +146,22 @@ def main() -> None:
             seeded = seed(store, args.events)
         finally:
             store.close()
+        yield database, seeded
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=seed_amount, default=seed_amount("100k"))
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per read run")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--page", type=int, default=50)
+    parser.add_argument("--database-url")
+    parser.add_argument("--existing", help="a database seeded before (bench/seed.py): read "
+                                           "it as it is, no seeding, not dropped")
+    args = parser.parse_args()
+    print(f"machine: {machine_label()}")
+    with seeded_database(args) as (database, seeded):
+        print(f"database: {server_label(database)}")
         units = len(seeded.projects)
         per_department = Counter(department_of(n) for n in range(units))
         # departments with a full page at least (none: every department, unfiltered)
@@ -151,8 +187,10 @@ def main() -> None:
             counts = statement_counts(server.url, token)
             import uvloop
 
+            cpu_before = cpu_seconds(pid)
             one = uvloop.run(reads(server.url, token, departments, args.duration, 1,
                                    args.page))
+            cpu_one = (cpu_seconds(pid) - cpu_before) / max(len(one[0]), 1)
             many = uvloop.run(reads(server.url, token, departments, args.duration,
                                     args.concurrency, args.page))
             rss_after = rss_mb(pid)
@@ -163,7 +201,7 @@ def main() -> None:
     print(f"\npage of {args.page} projects (lead, open risks, cost) of {where}, first or next "
           "page:")
     print(f"  1 client   {len(lat1) / args.duration:6.0f} req/s  {summary_ms(lat1)}"
-          f"  errors {err1}")
+          f"  errors {err1}  (API process CPU {cpu_one * 1000:.1f} ms per request)")
     print(f"  {args.concurrency} clients  {len(latn) / args.duration:6.0f} req/s  "
           f"{summary_ms(latn)}  errors {errn}")
     print(f"  SQL statements per request by page size: {counts} (seen in the runs: "
