@@ -76,7 +76,7 @@ async def _json_body(request: Request, model: type[BaseModel]) -> BaseModel | No
         if not isinstance(data, dict):
             return None
         return model.model_validate(data)
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):  # FastAPI words the refusal
         return None
 
 

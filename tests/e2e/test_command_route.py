@@ -98,8 +98,8 @@ def test_well_formed_commands_take_the_fast_path_and_answer_as_fastapi_does(
 
 @pytest.mark.parametrize("case", [
     "no_token", "bad_token", "stale_if_match", "bad_if_match", "wrong_type", "unknown_field",
-    "not_json", "text_plain", "array_body", "long_header", "bad_uuid", "short_uuid",
-    "unknown_record", "not_proposer",
+    "not_json", "deeply_nested", "text_plain", "array_body", "long_header", "bad_uuid",
+    "short_uuid", "unknown_record", "not_proposer",
 ])
 def test_every_refusal_is_the_same_on_both_paths(apps: tuple[TestClient, TestClient],
                                                  token: Any, case: str) -> None:
@@ -128,6 +128,9 @@ def test_every_refusal_is_the_same_on_both_paths(apps: tuple[TestClient, TestCli
                 body = {"name": "x", "colour": "red"}
             case "not_json":
                 content, body = b"{name: nope", None
+                headers["Content-Type"] = "application/json"
+            case "deeply_nested":
+                content, body = b'{"name": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", None
                 headers["Content-Type"] = "application/json"
             case "text_plain":
                 content, body = b'{"name": "x"}', None
