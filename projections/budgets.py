@@ -16,10 +16,10 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 
 from domain.budget import Budget
 from domain.shared import Record
+from projections.codec import Doc, doc_jsonb
 from projections.engine import Envelope
 
 BUDGETS_SQL = """
@@ -119,7 +119,7 @@ class BudgetsTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(BUDGETS_SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, dict[str, Any]]],
+    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
                ) -> None:
         budgets, lines, actuals = [], [], []
         # A budget's actuals only grow (the domain appends; nothing changes or removes one):
@@ -133,7 +133,7 @@ class BudgetsTable:
             s: Any = b
             budgets.append((b.id, s.department, s.fiscal_year, s.status, s.currency,
                             s.overspend_policy, s.version_no, s.compiled_by, b.created_on,
-                            b.modified_on, b.version, position, Jsonb(doc)))
+                            b.modified_on, b.version, position, doc_jsonb(doc)))
             lines += [(b.id, line["id"], seq, line["kind"], line["category"], line["name"],
                        line["amount"], line.get("monthly"))
                       for seq, line in enumerate(s.lines)]

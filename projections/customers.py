@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from typing import Any, get_args
 
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 
 from domain.service_request import Priority
 from domain.shared import Record
+from projections.codec import Doc, doc_jsonb
 
 CUSTOMERS_SQL = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -148,13 +148,13 @@ class CustomersTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(CUSTOMERS_SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, dict[str, Any]]],
+    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
                ) -> None:
         values = [(c.id, getattr(c, "name", None), getattr(c, "kind", None), c.status,  # type: ignore[attr-defined]
                    c.department, getattr(c, "credit_code", None),  # type: ignore[attr-defined]
                    getattr(c, "industry", None), getattr(c, "segment", None),
                    getattr(c, "account_owner", None), getattr(c, "acquisition_channel", None),
-                   c.created_on, c.modified_on, c.version, position, Jsonb(doc))
+                   c.created_on, c.modified_on, c.version, position, doc_jsonb(doc))
                   for c, position, doc in rows]
         with conn.cursor() as cur:
             cur.executemany(_upsert_sql("customers", CUSTOMER_COLUMNS), values)
@@ -167,7 +167,7 @@ class ServiceRequestsTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(SERVICE_REQUESTS_SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, dict[str, Any]]],
+    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
                ) -> None:
         requests, scores, complaints = [], [], []
         for r, position, doc in rows:
@@ -182,7 +182,7 @@ class ServiceRequestsTable:
                 s.priority, PRIORITY_RANK.get(s.priority, 0), s.escalated_to, s.assignee,
                 s.opened_by, s.opened_at, s.first_response_at, s.resolved_at, s.resolved_via,
                 s.closed_at, s.complaint_count, latest, len(s.satisfaction_scores),
-                s.created_on, s.modified_on, s.version, position, Jsonb(doc)))
+                s.created_on, s.modified_on, s.version, position, doc_jsonb(doc)))
             scores += [(s.id, seq, s.customer_id, s.department, score["score"],
                         bool(score.get("unsatisfied")), score["at"])
                        for seq, score in enumerate(s.satisfaction_scores)]

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 
 from domain.shared import Record
+from projections.codec import Doc, doc_jsonb
 
 SQL = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -56,7 +56,7 @@ class ProjectsTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, dict[str, Any]]],
+    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
                ) -> None:
         values = []
         for p, position, doc in rows:
@@ -67,7 +67,7 @@ class ProjectsTable:
                 getattr(p, "requested_budget", None), getattr(p, "expected_revenue", None),
                 getattr(p, "currency", None), getattr(p, "start_date", None),
                 getattr(p, "end_date", None), getattr(p, "percent_complete", None),
-                p.created_on, p.modified_on, p.version, position, Jsonb(doc)))
+                p.created_on, p.modified_on, p.version, position, doc_jsonb(doc)))
         cols = ", ".join(COLUMNS)
         marks = ", ".join(["%s"] * len(COLUMNS))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:] if c != "created_at")

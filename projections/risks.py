@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from domain.risk import FINISHED_ACTION_STATUSES, suggest_strategy
 from domain.shared import Record
-from projections.codec import jsonable
+from projections.codec import Doc, doc_jsonb, jsonable
 
 SQL = """
 CREATE TABLE IF NOT EXISTS risks (
@@ -121,7 +121,7 @@ class RisksTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, dict[str, Any]]],
+    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
                ) -> None:
         risks, actions, warnings = [], [], []
         for r, position, doc in rows:
@@ -139,7 +139,7 @@ class RisksTable:
                 state["reassessment_due"],
                 sum(1 for w in state["warnings"] if w["acknowledged_at"] is None), len(pending),
                 min((a["due_date"] for a in pending), default=None), state["outcome"],
-                r.created_on, r.modified_on, r.version, position, Jsonb(doc)))
+                r.created_on, r.modified_on, r.version, position, doc_jsonb(doc)))
             actions += [(a["id"], r.id, a["action"], a["owner"], a["due_date"], a["status"],
                          a["percent"], Jsonb(jsonable(a))) for a in state["actions"]]
             warnings += [(w["id"], r.id, w["indicator_id"], w["indicator"], w["value"],
