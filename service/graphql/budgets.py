@@ -452,19 +452,27 @@ class ProjectCost:
 ProjectSums = dict[str, dict[str, Any]]
 
 
-async def sums_of_projects(ctx: GraphQLContext, ids: list[UUID]) -> dict[UUID, ProjectSums]:
-    """The actuals recorded with several projects' ids, per currency: one statement."""
-    rows = await ctx.fetch(
-        "SELECT a.project_id, b.currency,"
-        " coalesce(sum(a.amount) FILTER (WHERE a.kind <> 'revenue'), 0.00) AS spent,"
-        " coalesce(sum(a.amount) FILTER (WHERE a.kind = 'revenue'), 0.00) AS earned,"
-        " count(*) AS n"
-        " FROM budget_actuals a JOIN budgets b ON b.id = a.budget_id"
-        " WHERE a.project_id = ANY(%s) GROUP BY a.project_id, b.currency", [list(ids)])
+def project_sums_statement(ids: list[UUID]) -> tuple[str, list[Any]]:
+    """The statement summing the actuals recorded with several projects' ids, per currency."""
+    return ("SELECT a.project_id, b.currency,"
+            " coalesce(sum(a.amount) FILTER (WHERE a.kind <> 'revenue'), 0.00) AS spent,"
+            " coalesce(sum(a.amount) FILTER (WHERE a.kind = 'revenue'), 0.00) AS earned,"
+            " count(*) AS n"
+            " FROM budget_actuals a JOIN budgets b ON b.id = a.budget_id"
+            " WHERE a.project_id = ANY(%s) GROUP BY a.project_id, b.currency", [list(ids)])
+
+
+def sums_by_project(rows: list[dict[str, Any]], ids: list[UUID]) -> dict[UUID, ProjectSums]:
+    """The rows of ``project_sums_statement`` per project and currency."""
     found: dict[UUID, ProjectSums] = {i: {} for i in ids}
     for r in rows:
         found[r["project_id"]][r["currency"]] = r
     return found
+
+
+async def sums_of_projects(ctx: GraphQLContext, ids: list[UUID]) -> dict[UUID, ProjectSums]:
+    """The actuals recorded with several projects' ids, per currency: one statement."""
+    return sums_by_project(await ctx.fetch(*project_sums_statement(ids)), ids)
 
 
 def _project_cost_loader(ctx: GraphQLContext) -> DataLoader[UUID, ProjectSums]:

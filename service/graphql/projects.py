@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -16,13 +14,19 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 from strawberry.types.base import get_object_definition
 
-from service.graphql.budgets import ProjectCost, cost_from_sums, project_cost, sums_of_projects
+from service.graphql.budgets import (
+    ProjectCost,
+    cost_from_sums,
+    project_cost,
+    project_sums_statement,
+    sums_by_project,
+)
 from service.graphql.context import GraphQLContext
 from service.graphql.convert import from_doc
 from service.graphql.lookahead import argument, selected_below
 from service.graphql.nodes import Node, global_id
 from service.graphql.pagination import Connection, Keyset, SortDirection, connection, page_size
-from service.graphql.risks import Risk, project_risks, risks_of_projects
+from service.graphql.risks import Risk, project_risks, project_risks_statement, risks_by_project
 
 if TYPE_CHECKING:
     from service.graphql.customers import Customer
@@ -321,11 +325,12 @@ async def list_projects(info: Info[GraphQLContext, None], first: int | None, aft
     fields = selected_below(info, "edges", "node")
     keys = _asked_keys(info, fields)
     doc, doc_params = ((_DOC_SUBSET, [keys]) if keys is not None else ("doc", []))
-    rows = await ctx.fetch(
-        f"SELECT id, {keyset.column}, position, {doc} FROM projects{where}{after_sql}"
-        f" ORDER BY {keyset.order_sql()} LIMIT %s",
-        [*doc_params, *params, *after_params, size + 1])
-    total = (await ctx.fetch(f"SELECT count(*) AS n FROM projects{where}", params))[0]["n"]
+    rows, counted = await ctx.fetch_many([
+        (f"SELECT id, {keyset.column}, position, {doc} FROM projects{where}{after_sql}"
+         f" ORDER BY {keyset.order_sql()} LIMIT %s",
+         [*doc_params, *params, *after_params, size + 1]),
+        (f"SELECT count(*) AS n FROM projects{where}", params)])
+    total = counted[0]["n"]
     page = connection(rows, size, keyset, total, Project.from_row, bool(after))
     await _preload(info, [edge.node for edge in page.edges], fields)
     return page
@@ -377,19 +382,20 @@ async def _preload(info: Info[GraphQLContext, None], projects: list[Project],
     wants_cost = any(f.name.value == "cost" for f in fields)
     if not risk_variants and not wants_cost:
         return
-    ctx = info.context
     ids = [p.record_id for p in projects]
-    jobs: list[Awaitable[Any]] = [risks_of_projects(ctx, ids, v) for v in risk_variants]
+    statements = [project_risks_statement(ids, v) for v in risk_variants]
     if wants_cost:
-        jobs.append(sums_of_projects(ctx, ids))
-    found = await asyncio.gather(*jobs)
+        statements.append(project_sums_statement(ids))
+    found = await info.context.fetch_many(statements)
+    risks = [risks_by_project(rows, ids) for rows in found[:len(risk_variants)]]
+    sums = sums_by_project(found[-1], ids) if wants_cost else {}
     for project in projects:
         if risk_variants:
             project.preloaded_risks = {v: by_project[project.record_id]
-                                       for v, by_project in zip(risk_variants, found,
-                                                                strict=False)}
+                                       for v, by_project in zip(risk_variants, risks,
+                                                                strict=True)}
         if wants_cost:
-            project.preloaded_cost = cost_from_sums(found[-1][project.record_id],
+            project.preloaded_cost = cost_from_sums(sums[project.record_id],
                                                     project.currency, project.requested_budget)
 
 

@@ -399,18 +399,26 @@ def _risk_loader(ctx: GraphQLContext) -> DataLoader[UUID, Risk | None]:
     return ctx.loader("risk_by_id", make)
 
 
-async def risks_of_projects(ctx: GraphQLContext, ids: list[UUID], open_only: bool,
-                            ) -> dict[UUID, list[Risk]]:
-    """The linked risks of several projects, highest score first: one statement."""
+def project_risks_statement(ids: list[UUID], open_only: bool) -> tuple[str, list[Any]]:
+    """The statement reading the linked risks of several projects, highest score first."""
     only_open = " AND r.status <> 'closed'" if open_only else ""
-    rows = await ctx.fetch(
-        f"SELECT r.project_id, {RISK_COLUMNS} FROM risks r"
-        f" WHERE r.project_id = ANY(%s){only_open}"
-        " ORDER BY r.score DESC NULLS LAST, r.updated_at DESC, r.id", [list(ids)])
+    return (f"SELECT r.project_id, {RISK_COLUMNS} FROM risks r"
+            f" WHERE r.project_id = ANY(%s){only_open}"
+            " ORDER BY r.score DESC NULLS LAST, r.updated_at DESC, r.id", [list(ids)])
+
+
+def risks_by_project(rows: list[dict[str, Any]], ids: list[UUID]) -> dict[UUID, list[Risk]]:
+    """The rows of ``project_risks_statement`` per project."""
     by_project: dict[UUID, list[Risk]] = {i: [] for i in ids}
     for row in rows:
         by_project[row["project_id"]].append(Risk.from_row(row))
     return by_project
+
+
+async def risks_of_projects(ctx: GraphQLContext, ids: list[UUID], open_only: bool,
+                            ) -> dict[UUID, list[Risk]]:
+    """The linked risks of several projects, highest score first: one statement."""
+    return risks_by_project(await ctx.fetch(*project_risks_statement(ids, open_only)), ids)
 
 
 def _project_risks_loader(ctx: GraphQLContext, open_only: bool,
