@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -189,12 +190,14 @@ class ProjectionRunner:
         with self._progress:
             self._progress.notify_all()
 
-    def run_once(self, conn: Connection[Any]) -> bool:
-        """Applies at most one batch to every projection; False when nothing was new."""
+    def run_once(self, conn: Connection[Any],
+                 read: Callable[[int], Sequence[Envelope]] | None = None) -> bool:
+        """Applies at most one batch to every projection; False when nothing was new.
+        (``read``: reads the batch after a position instead of ``source``.)"""
         if not self.positions:
             self._refresh_positions(conn)
         start = min(self.positions.values()) if self.positions else 0
-        batch = self.source(start, self.batch_size)
+        batch = read(start) if read is not None else self.source(start, self.batch_size)
         if not batch:
             return False
         work = [(p, todo) for p in self.projections
@@ -240,14 +243,15 @@ class ProjectionRunner:
         of ``rebuild_batch_size`` events (fewer, larger transactions)."""
         applied = 0
         live_size, self.batch_size = self.batch_size, self.rebuild_batch_size
-        with psycopg.connect(self.conninfo, autocommit=True) as conn, _few_collections():
+        with psycopg.connect(self.conninfo, autocommit=True) as conn, _few_collections(), \
+                _ReadAhead(self.source, self.rebuild_batch_size) as read:
             _derived_commits(conn)
             self._forget()
             self._refresh_positions(conn)
             try:
                 while True:
                     before = self.position
-                    if not self.run_once(conn):
+                    if not self.run_once(conn, read):
                         return applied
                     # A rebuild passes each record once: nothing worth keeping between batches
                     # (measured: keeping them made a 300k rebuild 12 % slower).
@@ -257,6 +261,40 @@ class ProjectionRunner:
                         progress(self.position)
             finally:
                 self.batch_size = live_size
+
+
+class _ReadAhead:
+    """Reads (and decodes) the next batch in a thread of its own while the current one is
+    applied: the decoding overlaps PostgreSQL's work on the batch's writes and commit. The
+    batch read ahead is used only if the next batch starts where it does; otherwise (and for
+    the first) the batch is read in the caller's thread, as ``run_once`` would."""
+
+    def __init__(self, source: Source, size: int):
+        self.source = source
+        self.size = size
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="projection-read-ahead")
+        self._ahead: tuple[int, Future[Sequence[Envelope]]] | None = None
+
+    def __call__(self, start: int) -> Sequence[Envelope]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == start:
+            batch = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].cancel()
+            batch = self.source(start, self.size)
+        if len(batch) == self.size:  # a full batch: the store may hold more
+            after = batch[-1].position
+            self._ahead = (after, self._pool.submit(self.source, after, self.size))
+        return batch
+
+    def __enter__(self) -> _ReadAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+        self._pool.shutdown(wait=True)
 
 
 @contextmanager
