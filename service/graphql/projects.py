@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import strawberry
-from graphql import FieldNode
+from graphql import FieldNode, GraphQLObjectType, GraphQLResolveInfo
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from strawberry.types.base import get_object_definition
@@ -214,23 +214,16 @@ class Project(Node):
     created_on: datetime
     modified_on: datetime
     detail: JSON = strawberry.field(description="The whole record view as JSON.")
-    # Read by the page (``list_projects``) for all its projects at once, when the query asks.
+    # Read by the page (``list_projects``) for all its projects at once, when the query asks;
+    # answered by ``answer_preloaded``'s resolvers.
     preloaded_risks: strawberry.Private[dict[bool, list[Risk]] | None] = None
     preloaded_cost: strawberry.Private[ProjectCost | None] = None
 
-    # risks and cost are plain functions answering at once when the page preloaded them (no
-    # task, future or coroutine per project); otherwise they return the DataLoader's
-    # awaitable, which graphql-core awaits.
     @strawberry.field(description="Risks linked to the project (its plan's risk assessment), "
                                   "highest score first; open ones only unless openOnly: false.")
-    def risks(self, info: Info[GraphQLContext, None], open_only: bool | None = True,
-              ) -> list[Risk]:
-        only_open = open_only is not False
-        if self.preloaded_risks is not None:
-            ready = self.preloaded_risks.get(only_open)
-            if ready is not None:
-                return ready
-        return project_risks(info, self.record_id, only_open)  # type: ignore[return-value]
+    async def risks(self, info: Info[GraphQLContext, None], open_only: bool | None = True,
+                    ) -> list[Risk]:
+        return await project_risks(info, self.record_id, open_only is not False)
 
     @strawberry.field(description="The customer the project is for.")
     async def customer(self, info: Info[GraphQLContext, None]) -> CustomerRef | None:
@@ -241,11 +234,8 @@ class Project(Node):
 
     @strawberry.field(description="Budget (the requested budget) vs the cost actuals "
                                   "recorded against the project in budgets (SPEC §5).")
-    def cost(self, info: Info[GraphQLContext, None]) -> ProjectCost:
-        if self.preloaded_cost is not None:
-            return self.preloaded_cost
-        return project_cost(  # type: ignore[return-value]
-            info, self.record_id, self.currency, self.requested_budget)
+    async def cost(self, info: Info[GraphQLContext, None]) -> ProjectCost:
+        return await project_cost(info, self.record_id, self.currency, self.requested_budget)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Project:
@@ -442,3 +432,31 @@ async def project_by_id(info: Info[GraphQLContext, None], record_id: UUID,
     await ctx.wait_for_position(wait_for_position)
     rows = await ctx.fetch("SELECT position, doc FROM projects WHERE id = %s", [record_id])
     return Project.from_row(rows[0]) if rows else None
+
+
+def answer_preloaded(schema: strawberry.Schema) -> None:
+    """``Project.risks`` and ``Project.cost`` answer at once with what the page preloaded:
+    graphql-core calls these functions directly (no Strawberry argument conversion, ``Info``,
+    task or future per project); without a preloaded value they call the Strawberry resolver
+    (the DataLoader). The schema is unchanged."""
+    project = schema._schema.get_type("Project")
+    assert isinstance(project, GraphQLObjectType)
+    fields = project.fields
+    risks_resolver = fields["risks"].resolve
+    cost_resolver = fields["cost"].resolve
+    assert risks_resolver is not None and cost_resolver is not None
+
+    def risks(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        preloaded = getattr(source, "preloaded_risks", None)
+        if preloaded is not None:
+            ready = preloaded.get(args.get("openOnly") is not False)
+            if ready is not None:
+                return ready
+        return risks_resolver(source, info, **args)
+
+    def cost(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        ready = getattr(source, "preloaded_cost", None)
+        return ready if ready is not None else cost_resolver(source, info, **args)
+
+    fields["risks"].resolve = risks
+    fields["cost"].resolve = cost

@@ -63,6 +63,7 @@ from service.graphql.projects import (
     Project,
     ProjectFilter,
     ProjectOrder,
+    answer_preloaded,
     list_projects,
     project_by_id,
 )
@@ -309,6 +310,7 @@ schema = strawberry.Schema(
                 # the validation of a query text seen before (as clients send the same few).
                 lambda: AddValidationRules(LIMIT_RULES),  # type: ignore[arg-type]
                 lambda: ValidationCache(maxsize=256), SqlCounter])
+answer_preloaded(schema)
 
 
 async def _pool(request: HTTPConnection) -> AsyncConnectionPool:
