@@ -62,6 +62,17 @@ def selected_below(info: Info[Any, Any], *path: str) -> list[FieldNode] | None:
         return None
 
 
+def selected_below_node(info: Info[Any, Any], field: FieldNode) -> list[FieldNode] | None:
+    """The fields selected on one field node (fragments spread); ``None`` when a directive
+    makes that conditional."""
+    if not field.selection_set:
+        return []
+    try:
+        return list(_fields(field.selection_set.selections, info._raw_info.fragments))
+    except Conditional:
+        return None
+
+
 def argument(info: Info[Any, Any], field: FieldNode, name: str) -> Any:
     """The value a field's argument is given in the document (a literal or a variable's
     coerced value); ``None`` when it is not given or null (the resolver's default applies)."""

@@ -23,7 +23,7 @@ from service.graphql.budgets import (
 )
 from service.graphql.context import GraphQLContext
 from service.graphql.convert import from_doc
-from service.graphql.lookahead import argument, selected_below
+from service.graphql.lookahead import argument, selected_below, selected_below_node
 from service.graphql.nodes import Node, global_id
 from service.graphql.pagination import Connection, Keyset, SortDirection, connection, page_size
 from service.graphql.risks import Risk, project_risks, project_risks_statement, risks_by_project
@@ -361,6 +361,31 @@ def _asked_keys(info: Info[GraphQLContext, None], fields: list[FieldNode] | None
     return sorted(keep)
 
 
+_risk_field_keys: dict[str, str] = {}
+
+
+def _asked_risk_keys(info: Info[GraphQLContext, None], risks: list[FieldNode],
+                     ) -> list[str] | None:
+    """The keys of the risk documents the ``risks`` selections read (None: all of them)."""
+    if not _risk_field_keys:
+        names = info.schema.config.name_converter
+        for f in get_object_definition(Risk, strict=True).fields:
+            _risk_field_keys[names.get_graphql_name(f)] = f.python_name
+    keep: set[str] = set()
+    for field in risks:
+        selected = selected_below_node(info, field)
+        if selected is None:
+            return None
+        for node in selected:
+            name = node.name.value
+            if name.startswith("__"):
+                continue
+            if name == "detail" or name not in _risk_field_keys:
+                return None
+            keep.add(_risk_field_keys[name])
+    return sorted(keep) if len(keep) <= 30 else None
+
+
 async def _preload(info: Info[GraphQLContext, None], projects: list[Project],
                    fields: list[FieldNode] | None) -> None:
     """The risks and cost the query asks of every project of a page, one statement each (the
@@ -373,7 +398,8 @@ async def _preload(info: Info[GraphQLContext, None], projects: list[Project],
     if not risk_variants and not wants_cost:
         return
     ids = [p.record_id for p in projects]
-    statements = [project_risks_statement(ids, v) for v in risk_variants]
+    keys = _asked_risk_keys(info, [f for f in fields if f.name.value == "risks"])
+    statements = [project_risks_statement(ids, v, keys) for v in risk_variants]
     if wants_cost:
         statements.append(project_sums_statement(ids))
     found = await info.context.fetch_many(statements)

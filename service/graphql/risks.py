@@ -10,6 +10,7 @@ the risks rebuilt as of then (``fetch_as_of``); "today" is then the moment's UTC
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -399,10 +400,25 @@ def _risk_loader(ctx: GraphQLContext) -> DataLoader[UUID, Risk | None]:
     return ctx.loader("risk_by_id", make)
 
 
-def project_risks_statement(ids: list[UUID], open_only: bool) -> tuple[str, list[Any]]:
-    """The statement reading the linked risks of several projects, highest score first."""
+# What Risk.from_row reads of a document whatever is asked (``_enriched``).
+ENRICHING_KEYS = frozenset({"id", "actions", "warnings", "indicators", "readings",
+                            "likelihood", "impact"})
+
+
+def project_risks_statement(ids: list[UUID], open_only: bool,
+                            keys: Iterable[str] | None = None) -> tuple[str, list[Any]]:
+    """The statement reading the linked risks of several projects, highest score first;
+    with ``keys``, only those keys of their documents (and the ones ``from_row`` reads) are
+    sent — a risk's document is mostly assessments and history a page rarely asks for."""
     only_open = " AND r.status <> 'closed'" if open_only else ""
-    return (f"SELECT r.project_id, {RISK_COLUMNS} FROM risks r"
+    columns = RISK_COLUMNS
+    if keys is not None:
+        wanted = sorted(ENRICHING_KEYS.union(keys))
+        assert all(k.isidentifier() for k in wanted)  # field names, never query text
+        # each doc->'key' of an inline document is cheap (unlike a TOASTed one)
+        pairs = ", ".join(f"'{k}', r.doc->'{k}'" for k in wanted)
+        columns = f"r.id, r.position, jsonb_build_object({pairs}) AS doc, {TODAY} AS today"
+    return (f"SELECT r.project_id, {columns} FROM risks r"
             f" WHERE r.project_id = ANY(%s){only_open}"
             " ORDER BY r.score DESC NULLS LAST, r.updated_at DESC, r.id", [list(ids)])
 

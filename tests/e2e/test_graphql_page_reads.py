@@ -11,8 +11,8 @@ from tests.e2e.test_project_lifecycle import PROJECT, post
 from tests.e2e.test_risks import assess, identify
 
 FIELDS = """name status requestedBudget lead { userId name }
-  risks { title level score status }
-  all: risks(openOnly: $open) { title status }
+  risks { title level score status suggestedStrategy openWarningCount overdueActionCount }
+  all: risks(openOnly: $open) { title status assessments { score } }
   cost { budget actual remaining utilisationPercent actualCount }"""
 
 
