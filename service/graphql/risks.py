@@ -256,20 +256,26 @@ def _action(item: dict[str, Any], risk_id: str, today: date) -> dict[str, Any]:
 
 
 def _enriched(doc: dict[str, Any], today: date) -> dict[str, Any]:
-    """The record view plus what is read, not recorded: overdue flags, counts, suggestion."""
+    """The record view plus what is read, not recorded: overdue flags, counts, suggestion.
+    A document read in part (``project_risks_statement`` with keys) gets what its keys give
+    (``DERIVED_FROM``)."""
     rid = doc["id"]
-    actions = [_action(a, rid, today) for a in doc["actions"]]
-    likelihood, impact = doc["likelihood"], doc["impact"]
-    return {
-        **doc, "actions": actions,
-        "overdue_action_count": sum(1 for a in actions if a["overdue"]),
-        "warnings": [{**w, "risk_id": rid} for w in doc["warnings"]],
-        "open_warning_count": sum(1 for w in doc["warnings"] if w["acknowledged_at"] is None),
-        "indicators": [{**i, "readings": doc["readings"].get(i["id"], [])}
-                       for i in doc["indicators"]],
-        "suggested_strategy": (suggest_strategy(likelihood, impact)
-                               if likelihood is not None and impact is not None else None),
-    }
+    out = dict(doc)
+    if "actions" in doc:
+        actions = [_action(a, rid, today) for a in doc["actions"]]
+        out["actions"] = actions
+        out["overdue_action_count"] = sum(1 for a in actions if a["overdue"])
+    if "warnings" in doc:
+        out["warnings"] = [{**w, "risk_id": rid} for w in doc["warnings"]]
+        out["open_warning_count"] = sum(1 for w in doc["warnings"]
+                                        if w["acknowledged_at"] is None)
+    if "indicators" in doc:
+        out["indicators"] = [{**i, "readings": doc["readings"].get(i["id"], [])}
+                             for i in doc["indicators"]]
+    likelihood, impact = doc.get("likelihood"), doc.get("impact")
+    out["suggested_strategy"] = (suggest_strategy(likelihood, impact)
+                                 if likelihood is not None and impact is not None else None)
+    return out
 
 
 @strawberry.type
@@ -400,20 +406,22 @@ def _risk_loader(ctx: GraphQLContext) -> DataLoader[UUID, Risk | None]:
     return ctx.loader("risk_by_id", make)
 
 
-# What Risk.from_row reads of a document whatever is asked (``_enriched``).
-ENRICHING_KEYS = frozenset({"id", "actions", "warnings", "indicators", "readings",
-                            "likelihood", "impact"})
+# The keys of a risk's document the fields ``_enriched`` adds are made from.
+DERIVED_FROM: dict[str, tuple[str, ...]] = {
+    "actions": ("actions",), "overdue_action_count": ("actions",),
+    "warnings": ("warnings",), "open_warning_count": ("warnings",),
+    "indicators": ("indicators", "readings"), "suggested_strategy": ("likelihood", "impact")}
 
 
 def project_risks_statement(ids: list[UUID], open_only: bool,
                             keys: Iterable[str] | None = None) -> tuple[str, list[Any]]:
     """The statement reading the linked risks of several projects, highest score first;
-    with ``keys``, only those keys of their documents (and the ones ``from_row`` reads) are
-    sent — a risk's document is mostly assessments and history a page rarely asks for."""
+    with ``keys`` (the fields asked), only the keys of their documents those fields are read
+    from are sent — a risk's document is mostly history a page rarely asks for."""
     only_open = " AND r.status <> 'closed'" if open_only else ""
     columns = RISK_COLUMNS
     if keys is not None:
-        wanted = sorted(ENRICHING_KEYS.union(keys))
+        wanted = sorted({"id"}.union(*(DERIVED_FROM.get(k, (k,)) for k in keys)))
         assert all(k.isidentifier() for k in wanted)  # field names, never query text
         # each doc->'key' of an inline document is cheap (unlike a TOASTed one)
         pairs = ", ".join(f"'{k}', r.doc->'{k}'" for k in wanted)
