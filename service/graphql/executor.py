@@ -15,6 +15,7 @@ value or error it always did. Field order, values and errors are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import CoroutineType, GeneratorType
 from typing import Any
 
 from graphql import (
@@ -29,6 +30,7 @@ from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import AwaitableOrValue, Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import has_object_definition
 
 # (attribute reader, attribute name, coercion, non-null)
 Leaf = tuple[Callable[[Any, str], Any], str, Callable[[Any], Any], bool]
@@ -65,7 +67,34 @@ def _plan(parent_type: GraphQLObjectType) -> dict[str, Leaf]:
     return plan
 
 
+def _never_awaited(kind: type) -> bool:
+    """Instances of a Strawberry object type with no ``__await__`` of its own are never
+    awaitable: graphql-core's check (``hasattr(value, "__await__")``) would otherwise go
+    through the lazy views' ``__getattr__`` and raise, for every object of a page."""
+    return has_object_definition(kind) and not hasattr(kind, "__await__") and not issubclass(
+        kind, (CoroutineType, GeneratorType))
+
+
+_plain_types: dict[type, bool] = {}
+
+
+def _object_aware(is_awaitable: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        kind = type(value)
+        plain = _plain_types.get(kind)
+        if plain is None:
+            plain = _plain_types[kind] = _never_awaited(kind)
+        return False if plain else is_awaitable(value)
+    check.wrapped = is_awaitable  # type: ignore[attr-defined]
+    return check
+
+
 class Executor(StrawberryGraphQLCoreExecutionContext):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not hasattr(self.is_awaitable, "wrapped"):
+            self.is_awaitable = _object_aware(self.is_awaitable)  # type: ignore[assignment]
+
     def execute_fields(
         self,
         parent_type: GraphQLObjectType,
