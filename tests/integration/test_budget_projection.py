@@ -81,3 +81,50 @@ def test_rebuilding_the_budget_tables_gives_the_same_rows(app: Any) -> None:
     assert all(not rows for rows in snapshot(app).values())
     app.runner.catch_up()
     assert snapshot(app) == before
+
+
+def test_a_budget_read_back_between_batches_is_stored_as_if_encoded_whole(
+        app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget's actuals already stored are reused, not encoded again (records.py
+    ``APPEND_ONLY``): its state and view are still exactly those of the whole aggregate."""
+    from projections import records
+    from projections.codec import freeze, record_view
+
+    spliced = []
+    encode = records._Grown.encode
+
+    def counting(self: Any, mapper: Any, record: Any) -> Any:
+        result = encode(self, mapper, record)
+        spliced.append(result is not None)
+        return result
+
+    monkeypatch.setattr(records._Grown, "encode", counting)
+    bid = run(app, "compile", MANAGER, department="ops", fiscal_year=2026, lines=[
+        {"kind": "expense", "category": "travel", "name": "Travel", "amount": "1000.00"}])
+    for command, actor in (("submit", MANAGER), ("pass_finance_review", FINANCE),
+                           ("approve", LEADER), ("issue", LEADER)):
+        run(app, command, actor, bid)
+    line = app.ledger.load(Budget, bid).lines[0]["id"]
+    app.runner.rebuild_batch_size = 2  # the budget is read back for every other event
+    for n in range(7):
+        run(app, "record_actual", MEMBER, bid, line_id=line, amount=f"{n + 1}.25",
+            date=date(2026, 2, n + 1), reference=f"R{n} ünïcode \"quoted\"")
+        app.runner.catch_up()
+    assert any(spliced)
+
+    def stored() -> tuple[Any, ...]:
+        with psycopg.connect(app.database.conninfo) as conn:
+            return conn.execute(  # type: ignore[return-value]
+                "SELECT r.state, r.doc, b.doc FROM record_state r JOIN budgets b USING (id)"
+                " WHERE id = %s", (bid,)).fetchone()
+
+    budget = app.ledger.load(Budget, bid)
+    state, doc, table_doc = stored()
+    assert len(budget.actuals) == 7
+    assert bytes(state) == freeze(app.store.mapper, budget)
+    assert doc == table_doc == record_view(budget)
+
+    app.runner.reset(["records"])
+    app.runner.rebuild_batch_size = 1000  # whole, in one batch
+    app.runner.catch_up()
+    assert stored() == (state, doc, table_doc)
