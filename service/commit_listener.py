@@ -21,28 +21,22 @@ from collections.abc import Callable, Sequence
 import psycopg
 from psycopg import sql
 
+from service.background import BackgroundThread
+
 log = logging.getLogger(__name__)
 
 
-class CommitListener:
+class CommitListener(BackgroundThread):
+    thread_name = "commit-listener"
+
     def __init__(self, conninfo: str, channel: str, callbacks: Sequence[Callable[[], None]],
                  active: Callable[[], bool] = lambda: True):
+        super().__init__()
         self.conninfo = conninfo
         self.active = active
         self.channel = channel
         self.callbacks = list(callbacks)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.connected = threading.Event()  # set while LISTEN is in force (tests wait on it)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="commit-listener", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -28,6 +28,7 @@ from uuid import UUID
 import anyio
 from eventsourcing.persistence import StoredEvent
 
+from service.background import BackgroundThread
 from service.store import EventStore
 from service.streams.cloudevents import Catalogue, PublishedType, to_cloudevent
 
@@ -105,25 +106,16 @@ class HeadSignal:
                 self._tasks.discard(entry)
 
 
-class HeadWatcher:
+class HeadWatcher(BackgroundThread):
     """Polls the head position for commits made by other processes, while anyone waits."""
 
+    thread_name = "stream-head-watcher"
+
     def __init__(self, store: EventStore, signal: HeadSignal, interval: float):
+        super().__init__()
         self.store = store
         self.signal = signal
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="stream-head-watcher",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
