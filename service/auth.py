@@ -74,6 +74,15 @@ class Authenticator:
         self._verified[authorization] = (actor, until)
         return actor
 
+    @staticmethod
+    def expiry(authorization: str | None) -> float | None:
+        """When the token of an already verified header expires (epoch seconds)."""
+        token = (authorization or "").partition(" ")[2].strip()
+        try:
+            return float(jwt.decode(token, options={"verify_signature": False})["exp"])
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            return None
+
     def decode(self, token: str) -> dict[str, Any]:
         options: Any = {"require": ["sub", "exp"]}
         try:

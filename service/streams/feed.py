@@ -8,6 +8,7 @@ department, so department-scoped roles do not see it.
 # No `from __future__ import annotations` here: FastAPI reads the signatures.
 
 import json
+import time
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -116,14 +117,16 @@ def build_router() -> APIRouter:
                     "CloudEvent; reconnect with `Last-Event-ID` to resume without loss or "
                     "duplicates. A `: heartbeat` comment comes after a quiet interval. The "
                     "server reads the next page only when the previous one was sent, so a slow "
-                    "client slows only itself."),
+                    "client slows only itself. When the token expires the stream ends (within "
+                    "one heartbeat interval) with an `event: token-expired` message: reconnect "
+                    "with a fresh token and `Last-Event-ID`."),
                 response_class=StreamingResponse,
                 responses={200: {"content": {"text/event-stream": {}},
                                  "description": "An endless event stream"},
                            401: {"description": "Missing or invalid token"},
                            403: {"description": "Not a stream reader"},
                            422: {"description": "Unknown type, or a bad Last-Event-ID"}})
-    async def stream(streams: StreamsDep, _actor: ReaderDep,
+    async def stream(request: Request, streams: StreamsDep, _actor: ReaderDep,
                      after: Annotated[int, Query(ge=0)] = 0,
                      record_type: RecordTypeQuery = [],  # noqa: B006
                      type: TypeQuery = [],  # noqa: A002, B006
@@ -140,6 +143,9 @@ def build_router() -> APIRouter:
                                        field="Last-Event-ID", rule="last_event_id")
             start = int(text)
         settings = streams.settings
+        # A long-lived stream must not outlive the token that opened it (checked before each
+        # message; a quiet stream checks at each heartbeat).
+        expires = request.app.state.container.auth.expiry(request.headers.get("authorization"))
 
         async def messages() -> Any:
             # Headers go out at once; `retry` tells clients how soon to reconnect.
@@ -147,6 +153,10 @@ def build_router() -> APIRouter:
             async for event in follow(streams.feed, streams.signal, start, flt,
                                       heartbeat=settings.stream_heartbeat_seconds,
                                       page_size=SSE_PAGE):
+                if expires is not None and time.time() >= expires:
+                    yield ("event: token-expired\ndata: {\"detail\":\"the token has expired; "
+                           "reconnect with a fresh token and Last-Event-ID\"}\n\n")
+                    return
                 if event is None:
                     yield ": heartbeat\n\n"
                 else:

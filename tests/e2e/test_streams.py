@@ -248,6 +248,24 @@ def test_sse_delivers_new_events_live_and_heartbeats_when_quiet(
     assert events[0]["subject"] == made[0]
 
 
+def test_sse_ends_when_its_token_expires(client: Any, container: Any, people: dict,
+                                         live: str) -> None:
+    from service.auth import issue_token
+
+    head = client.get("/events", params={"limit": 0}, headers=people["iris"]).json()["head"]
+    short = {"Authorization": "Bearer " + issue_token(container.settings, "ivy",
+                                                      roles=["analyst"], ttl_seconds=2)}
+    started = time.monotonic()
+    with httpx.stream("GET", f"http://{live}/events/stream?after={head}", headers=short,
+                      timeout=10) as r:
+        assert r.status_code == 200
+        lines = list(r.iter_lines())  # ends only if the server ends the stream
+    took = time.monotonic() - started
+    assert "event: token-expired" in lines, lines
+    assert 0.9 < took < 6, took  # exp is 1–2 s away (whole seconds); heartbeats every 0.3 s
+    assert lines.index("event: token-expired") == len(lines) - 3  # the stream's last message
+
+
 def test_sse_refuses_a_malformed_last_event_id(client: Any, people: dict) -> None:
     r = client.get("/events/stream", headers={**people["iris"], "Last-Event-ID": "abc"})
     assert r.status_code == 422 and r.json()["rule"] == "last_event_id"
