@@ -60,12 +60,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     limits = container.settings if container is not None else settings or get_settings()
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)  # 413, never a 500
     app.add_middleware(AccessLogMiddleware)  # inside FastAPI's telemetry: trace ids
+    # GraphQL first: routes are matched in order, and its requests are the most frequent.
+    app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
     app.include_router(build_router())
     app.include_router(build_audit_router())  # /audit/… and the /console page
     app.include_router(feed.build_router())  # /events, /events/stream (SSE), /events/consumers
     app.include_router(webhook_api.build_router())  # /webhooks/{id}/deliveries, …/secret
     app.include_router(build_integrity_router())  # /integrity/… digests, proofs, verify
-    app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
     generate_openapi = app.openapi  # FastAPI's: builds the document once and caches it
 
     def openapi() -> dict[str, Any]:

@@ -83,7 +83,7 @@ class GraphQLContext(BaseContext):
                 if time.monotonic() >= deadline:
                     break
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.05)
+                delay = min(delay * 2, 0.01)
         raise ReadError(f"projections have not reached position {position} within "
                         f"{timeout:g} s; retry, or read without waitForPosition",
                         "PROJECTION_LAG")
