@@ -78,7 +78,7 @@ class ProjectionRunner:
 
     def __init__(self, conninfo: str, source: Source, projections: Sequence[Projection], *,
                  batch_size: int = 1000, poll_interval: float = 0.5,
-                 rebuild_batch_size: int = REBUILD_BATCH,
+                 rebuild_batch_size: int = REBUILD_BATCH, gather_seconds: float = 0.0,
                  on_batch: Callable[[str, int, int], None] | None = None):
         self.conninfo = conninfo
         self.source = source
@@ -86,6 +86,7 @@ class ProjectionRunner:
         self.batch_size = batch_size
         self.rebuild_batch_size = rebuild_batch_size
         self.poll_interval = poll_interval
+        self.gather_seconds = gather_seconds
         self.on_batch = on_batch
         self.positions: dict[str, int] = {}
         self.is_leader = False
@@ -177,6 +178,11 @@ class ProjectionRunner:
             if not self.run_once(conn):
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
+            elif self.gather_seconds:
+                # Busy: let the next commits gather into one batch (a batch costs several
+                # round trips and a transaction whatever its size). An idle projector waits
+                # on the wake-up above and starts on a commit at once.
+                self._stop.wait(self.gather_seconds)
 
     def _forget(self) -> None:
         for p in self.projections:

@@ -95,6 +95,7 @@ def bootstrap(settings: Settings | None = None, database: db.Database | None = N
     runner = ProjectionRunner(database.conninfo, make_source(store), build_projections(store),
                               batch_size=settings.projection_batch_size,
                               rebuild_batch_size=settings.rebuild_batch_size,
+                              gather_seconds=settings.projection_gather_ms / 1000,
                               on_batch=telemetry.record_projection_batch)
     if settings.create_schema:
         runner.create_tables()

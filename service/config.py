@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     run_projector: bool = True
     projection_batch_size: int = 1000
     rebuild_batch_size: int = 2000
+    projection_gather_ms: float = 5.0  # after a batch, let commits gather this long
     ready_max_lag: int = 10_000
     read_your_writes_timeout: float = 5.0
     command_retries: int = 5
