@@ -63,7 +63,7 @@ def run_service(database: Database, *, workers: int, connections: int, per_conne
                 warmup: float, duration: float, client: str,
                 separate_projector: bool = False) -> tuple[LoadResult, int]:
     env = service_env(database)
-    with projection_worker(env, separate_projector), \
+    with projection_worker(env, separate_projector) as worker, \
             Server("service.main:create_app", factory=True, workers=workers, env=env) as server:
         server.wait_ready("/readyz", timeout=120)
         # Each connection acts as its own user on records of its own.
@@ -99,7 +99,8 @@ def run_service(database: Database, *, workers: int, connections: int, per_conne
 
             return next_request, on_answer
 
-        pids = [server.proc.pid, *server.worker_pids()]
+        # The server's CPU: the API processes and, when separate, the projection worker.
+        pids = [server.proc.pid, *server.worker_pids(), *([worker.pid] if worker else [])]
         result = drive(server.url, [connection(o) for o in owners], warmup=warmup,
                        duration=duration, server_pids=sorted(set(pids)),
                        database_pids=lambda: backend_pids(database), client=client)

@@ -204,19 +204,20 @@ def _cmdline(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def projection_worker(env: dict[str, str], enabled: bool = True) -> Iterator[None]:
+def projection_worker(env: dict[str, str], enabled: bool = True,
+                      ) -> Iterator[subprocess.Popen[bytes] | None]:
     """``serve --no-projector`` + ``worker``: sets ``OPSLEDGER_RUN_PROJECTOR=false`` in
     ``env`` for the API processes and runs the projections in a ``worker`` process of their
     own (which hears of the API's commits through LISTEN/NOTIFY)."""
     if not enabled:
-        yield
+        yield None
         return
     env["OPSLEDGER_RUN_PROJECTOR"] = "false"
     worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT,
                               env={**os.environ, **env, "OPSLEDGER_RUN_PROJECTOR": "true"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        yield
+        yield worker
     finally:
         worker.terminate()
         worker.wait(20)
