@@ -170,10 +170,13 @@ class ProjectionRunner:
             if self._stop.wait(self.poll_interval):
                 return
         self.is_leader = True
-        log.info("projector is the leader")
         _derived_commits(conn)
         self._forget()  # another leader may have written since
         self._refresh_positions(conn)
+        # Where it starts: a leader killed right after a commit never logged that batch; the
+        # positions tracked here say what it had applied.
+        log.info("projector is the leader",
+                 extra={f"position_{name}": pos for name, pos in self.positions.items()})
         while not self._stop.is_set():
             if not self.run_once(conn):
                 self._wake.wait(self.poll_interval)
