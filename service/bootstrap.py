@@ -57,14 +57,15 @@ class Container:
 
 def tune_garbage_collector() -> None:
     """For the long-running processes (``serve``, ``worker``), once started: what exists now
-    (modules, schema, settings …) is frozen out of the collector's scans, and the youngest
-    generation is collected every 50,000 allocations rather than 700. Requests and projection
+    (modules, schema, settings …) is frozen out of the collector's scans, the youngest
+    generation is collected every 50,000 allocations rather than 700, and the older ones at
+    50 and 1,000 of the younger's collections rather than 10 and 10. Requests and projection
     batches allocate many short-lived objects that reference counting frees; the default pace
-    cost the command path a fifth of its CPU and most of its p99 latency. The older generations
-    keep their default pace (10, 10): rarer full collections let the cyclic garbage of GraphQL
-    requests grow the process by tens of MB."""
+    cost the command path a fifth of its CPU and most of its p99 latency, and a page of 50
+    projects through GraphQL (1M-event store) its p99: 25.1–25.8 ms → 22.9 ms, CPU per request
+    12–14 → 10.5 ms, RSS unchanged at 161 MB (measured with ``bench.graphql_reads``)."""
     gc.freeze()
-    gc.set_threshold(50_000, 10, 10)
+    gc.set_threshold(50_000, 50, 1000)
 
 
 def build_projections(store: EventStore) -> list[Any]:
