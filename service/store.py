@@ -332,7 +332,11 @@ class EventStore:
                     break
                 batch.append(nxt)
                 size += sum(len(s.state) for s in nxt.stored)
-            self._write_batch(batch)
+            # From here on a caller can no longer cancel its write (an awaiting request that
+            # is cancelled); one cancelled before is dropped, never answered, never written.
+            batch = [item for item in batch if item.future.set_running_or_notify_cancel()]
+            if batch:
+                self._write_batch(batch)
 
     def _write_batch(self, batch: list[PendingWrite]) -> None:
         # One span per transaction, linked to the commands it carries (they are in other
@@ -492,6 +496,18 @@ class EventStore:
         # copy_record (several times cheaper than the library's deepcopy).
         return copy_record(self.repository.get(record_id, deepcopy_from_cache=False))
 
+    def cached_copy(self, record_id: UUID) -> Aggregate | None:
+        """A copy of the record as this process has it cached, without any I/O (None when it
+        is not cached). It may lag behind other processes: a command on it then conflicts."""
+        cache = self.repository.cache
+        if cache is None:
+            return None
+        try:
+            aggregate = cache.get(record_id)
+        except KeyError:
+            return None
+        return copy_record(aggregate)  # type: ignore[no-any-return]
+
     def cache_put(self, aggregate: Aggregate) -> None:
         if self.repository.cache is not None:
             self.repository.cache.put(aggregate.id, aggregate)
@@ -504,13 +520,18 @@ class EventStore:
 
     def maybe_snapshot(self, aggregate: Aggregate, new_events: int) -> None:
         """Takes a snapshot each time the version passes a multiple of the interval."""
+        if self.snapshot_due(aggregate, new_events):
+            self.take_snapshot(aggregate)
+
+    def snapshot_due(self, aggregate: Aggregate, new_events: int) -> bool:
         interval = self.snapshot_interval
-        if interval <= 0:
-            return
-        if aggregate.version // interval > (aggregate.version - new_events) // interval:
-            snapshot = Snapshot.take(aggregate)
-            with contextlib.suppress(IntegrityError):  # another process took it already
-                self.snapshots.put([snapshot])
+        return interval > 0 and (
+            aggregate.version // interval > (aggregate.version - new_events) // interval)
+
+    def take_snapshot(self, aggregate: Aggregate) -> None:
+        snapshot = Snapshot.take(aggregate)
+        with contextlib.suppress(IntegrityError):  # another process took it already
+            self.snapshots.put([snapshot])
 
     def notifications(self, after: int, limit: int) -> Sequence[Notification]:
         """The stored events after a position, in order: the library's

@@ -49,12 +49,18 @@ class CommandRoute(APIRoute):
         body_model: type[BaseModel] = fast[0]
         prepare: Prepare = fast[1]
         endpoint = self.endpoint
+        # An endpoint may also have a coroutine that answers without a thread when it can.
+        on_loop = getattr(endpoint, "on_loop", None)
 
         async def handler(request: Request) -> Response:
             body = await _json_body(request, body_model)
             kwargs = await prepare(request, body) if body is not None else None
             if kwargs is None:
                 return await standard(request)  # FastAPI's handling, FastAPI's refusals
+            if on_loop is not None:
+                answer: Response | None = await on_loop(**kwargs)
+                if answer is not None:
+                    return answer
             # The endpoint blocks (the group commit): run it in a thread, with this context
             # (the request's span, the correlation id). asyncio's executor hop costs a third
             # of anyio's ``to_thread`` (its capacity limiter and cancel scopes).

@@ -11,7 +11,7 @@ import json
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -115,7 +115,6 @@ def parse_if_match(value: str | None) -> int | None:
         text = text[2:]
     text = text.strip('"')
     if not text.isdigit():
-        from fastapi import HTTPException
         raise HTTPException(412, "If-Match must be the record's version as given in its ETag")
     return int(text)
 
@@ -192,7 +191,22 @@ def _update_endpoint(spec: CommandSpec) -> Any:
         result = ledger.execute(spec, ctx, body, record_id, parse_if_match(if_match))
         return _respond(result, ctx)
 
+    async def on_loop(record_id: UUID, body: CommandBody, request: Request,
+                      ctx: CommandContext, ledger: Ledger, if_match: str | None = None,
+                      ) -> JSONResponse | None:
+        """The endpoint on the event loop when the Ledger can (None: it cannot, nothing was
+        done; ``endpoint`` then runs in a thread)."""
+        try:
+            expected = parse_if_match(if_match)
+        except HTTPException:
+            return None
+        ctx.comment = body.comment  # type: ignore[attr-defined]
+        ctx.request_hash = request_hash("POST", request.url.path, body)
+        result = await ledger.execute_on_loop(spec, ctx, body, record_id, expected)
+        return None if result is None else _respond(result, ctx)
+
     endpoint.fast_path = (Body, _fast_update_arguments)  # type: ignore[attr-defined]
+    endpoint.on_loop = on_loop  # type: ignore[attr-defined]
     return endpoint
 
 

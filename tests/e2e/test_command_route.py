@@ -156,3 +156,55 @@ def test_every_refusal_is_the_same_on_both_paths(apps: tuple[TestClient, TestCli
     assert fast_answer.status_code >= 400 or case == "short_uuid", fast_answer.text
     assert _shape(fast_answer) == _shape(plain_answer)
     assert fast_answer.headers.get("content-type") == plain_answer.headers.get("content-type")
+
+
+class _CountingPool:
+    """Stands in for the command threads: counts the commands handed to a thread."""
+
+    def __init__(self, pool: Any):
+        self.pool, self.submitted = pool, 0
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return self.pool.submit(*args, **kwargs)
+
+
+def test_an_update_of_a_cached_record_runs_on_the_event_loop_and_the_rest_in_a_thread(
+        apps: tuple[TestClient, TestClient], token: Any, container: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.rest.command_route as command_route
+
+    fast, _ = apps
+    ann, bob = token("ann", "member"), token("bob", "member")
+    pool = _CountingPool(command_route.COMMAND_THREADS)
+    monkeypatch.setattr(command_route, "COMMAND_THREADS", pool)
+    rid = _draft(fast, ann)  # a create: in a thread
+    assert pool.submitted == 1
+    path = f"/projects/{rid}/edit-application"
+    r = fast.post(path, json={"name": "On the loop"}, headers={**ann, "If-Match": '"1"'})
+    assert r.status_code == 200 and r.json()["version"] == 2, r.text
+    assert pool.submitted == 1  # answered on the event loop
+    # A refusal is answered (and logged) by the thread path, as before.
+    refused = fast.post(path, json={"name": "Not mine"}, headers={**bob, "X-Request-ID": rid})
+    assert refused.status_code == 403, refused.text
+    assert pool.submitted == 2
+    rows = container.store.execute("SELECT rule FROM refused_commands WHERE request_id = %s",
+                                   (rid,))
+    assert len(rows) == 1
+    # A record this process has not cached (evicted here): read in a thread, then cached.
+    container.store.cache_evict(uuid.UUID(rid))
+    r = fast.post(path, json={"name": "Read first"}, headers=ann)
+    assert r.status_code == 200 and r.json()["version"] == 3, r.text
+    assert pool.submitted == 3
+    r = fast.post(path, json={"name": "Cached again"},
+                  headers={**ann, "Idempotency-Key": "loop-" + rid})
+    assert r.status_code == 200 and r.json()["version"] == 4 and pool.submitted == 3
+    # Its retry is replayed (the key is taken: given up on the loop, answered in a thread).
+    again = fast.post(path, json={"name": "Cached again"},
+                      headers={**ann, "Idempotency-Key": "loop-" + rid})
+    assert again.json() == r.json() and again.headers["idempotent-replayed"] == "true"
+    assert pool.submitted == 4
+    versions = container.store.execute(
+        "SELECT originator_version FROM stored_events WHERE originator_id = %s"
+        " ORDER BY originator_version", (uuid.UUID(rid),))
+    assert [v["originator_version"] for v in versions] == [1, 2, 3, 4]  # nothing twice
