@@ -8,6 +8,7 @@ event metadata, the refusal log, the aggregate cache and snapshots.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -44,8 +45,17 @@ REFERENCE_FIELDS = {"customer_id": "customer", "project_id": "project", "budget_
 
 def _names_records(body: CommandBody) -> bool:
     """Whether the command names other records (``_check_references`` reads them)."""
-    return any(getattr(body, name, None) is not None for name in REFERENCE_FIELDS) or (
-        getattr(body, "scope", None) in REFERENCE_FIELDS.values())
+    fields = _reference_fields(type(body))
+    return bool(fields) and (any(getattr(body, name) is not None for name in fields if
+                                 name != "scope")
+                             or getattr(body, "scope", None) in REFERENCE_FIELDS.values())
+
+
+@functools.cache
+def _reference_fields(model: type[CommandBody]) -> tuple[str, ...]:
+    """The fields of a command's body that may name another record."""
+    return tuple(name for name in model.model_fields
+                 if name in REFERENCE_FIELDS or name == "scope")
 
 
 class NotFound(Exception):
