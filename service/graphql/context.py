@@ -24,11 +24,13 @@ class ReadError(Exception):
 
 
 class GraphQLContext(BaseContext):
-    def __init__(self, container: Container, pool: AsyncConnectionPool, actor: Actor | None):
+    def __init__(self, container: Container, pool: AsyncConnectionPool, actor: Actor | None,
+                 authorization: str | None = None):
         super().__init__()
         self.container = container
         self.pool = pool
         self.actor = actor
+        self.authorization = authorization  # the header ``actor`` was read from
         self.sql_statements = 0
         self._loaders: dict[str, Any] = {}
 

@@ -339,7 +339,7 @@ async def get_context(request: HTTPConnection) -> GraphQLContext:  # HTTP or Web
             actor = container.auth.actor(header)
         except Unauthorized:
             raise
-    return GraphQLContext(container, await _pool(request), actor)
+    return GraphQLContext(container, await _pool(request), actor, header)
 
 
 def graphql_router() -> GraphQLRouter[Any, None]:

@@ -4,11 +4,13 @@ The same events as the REST feed and Server-Sent Events (CloudEvents, personal d
 for the same readers (analyst, auditor, leadership). Authenticate with the
 ``Authorization: Bearer`` header of the WebSocket upgrade, or — browsers cannot set it — with
 ``{"Authorization": "Bearer …"}`` as the ``connection_init`` payload. Without ``after`` a
-subscription starts at the current head (new events only); with it, it first catches up.
+subscription starts at the current head (new events only); with it, it first catches up. When
+the token expires, the subscription ends with a ``TOKEN_EXPIRED`` error.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import Any, cast
@@ -64,8 +66,9 @@ class EventFilterInput:
         default=None, description="e.g. [\"project.approved\"] or full CloudEvents types")
 
 
-def _reader(context: GraphQLContext) -> Actor:
-    actor = context.actor
+def _reader(context: GraphQLContext) -> tuple[Actor, str | None]:
+    """The subscriber (a stream reader) and the Authorization it was read from."""
+    actor, header = context.actor, context.authorization
     if actor is None:
         params = context.connection_params or {}
         header = params.get("Authorization") or params.get("authorization")
@@ -78,7 +81,7 @@ def _reader(context: GraphQLContext) -> Actor:
         raise ReadError("send 'Authorization: Bearer <token>' (header or connection_init "
                         "payload) to subscribe", "UNAUTHENTICATED")
     try:
-        return require_stream_reader(actor)
+        return require_stream_reader(actor), (str(header) if header else None)
     except DomainError as exc:
         raise ReadError(exc.message, "FORBIDDEN") from None
 
@@ -86,12 +89,18 @@ def _reader(context: GraphQLContext) -> Actor:
 async def _events(info: Info[GraphQLContext, None], after: int | None,
                   flt: EventFilter) -> AsyncGenerator[IntegrationEvent, None]:
     context = info.context
-    _reader(context)
+    _, header = _reader(context)
+    # A subscription must not outlive the token that opened it (as the SSE stream): checked
+    # before each event and at each heartbeat interval of a quiet stream.
+    expires = context.container.auth.expiry(header)
     streams = context.container.streams
     if after is None:
         after = (await anyio.to_thread.run_sync(streams.feed.read, 0, 0)).head  # from now on
     async for ce in follow(streams.feed, streams.signal, after, flt,
                            heartbeat=streams.settings.stream_heartbeat_seconds):
+        if expires is not None and time.time() >= expires:
+            raise ReadError("the token has expired: subscribe again with a fresh token, with "
+                            "`after` set to the last position received", "TOKEN_EXPIRED")
         if ce is not None:  # heartbeats: graphql-ws keeps the connection alive itself
             yield IntegrationEvent.of(ce)
 

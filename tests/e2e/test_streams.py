@@ -343,3 +343,30 @@ def test_graphql_subscriptions_need_a_stream_reader(people: dict, live: str) -> 
     assert message["type"] in ("next", "error")
     errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
     assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_graphql_subscription_ends_when_its_token_expires(container: Any, live: str) -> None:
+    from service.auth import issue_token
+
+    short = "Bearer " + issue_token(container.settings, "ivy", roles=["analyst"], ttl_seconds=2)
+    started = time.monotonic()
+    with ws_connect(f"ws://{live}/graphql", subprotocols=["graphql-transport-ws"],
+                    open_timeout=5) as ws:
+        ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": short}}))
+        assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
+        ws.send(json.dumps({"id": "1", "type": "subscribe",
+                            "payload": {"query": "subscription { events { id } }"}}))
+        while True:  # nothing is published meanwhile: only the expiry ends it
+            message = json.loads(ws.recv(timeout=8))
+            if message["type"] == "ping":
+                ws.send(json.dumps({"type": "pong"}))
+                continue
+            break
+        took = time.monotonic() - started
+        assert message["type"] in ("next", "error"), message
+        errors = message["payload"]["errors"] if message["type"] == "next" \
+            else message["payload"]
+        assert errors[0]["extensions"]["code"] == "TOKEN_EXPIRED", message
+        if message["type"] == "next":  # then the subscription is complete
+            assert json.loads(ws.recv(timeout=5))["type"] == "complete"
+    assert 0.9 < took < 6, took  # exp is 1–2 s away (whole seconds); heartbeats every 0.3 s
