@@ -25,6 +25,8 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from domain.budget import LINE_KINDS, WARNING_THRESHOLDS, utilisation
+from projections.budgets import BudgetsTable
+from service.graphql.audit import fetch_as_of
 from service.graphql.context import GraphQLContext, ReadError
 from service.graphql.convert import from_doc
 from service.graphql.nodes import Node, global_id
@@ -407,27 +409,29 @@ async def list_budget_warnings(info: Info[GraphQLContext, None], first: int | No
                                after: str | None, fiscal_year: int | None,
                                department: str | None, budget_id: UUID | None,
                                threshold: int | None, wait_for_position: int | None,
-                               ) -> Connection[BudgetWarning]:
+                               as_of: datetime | None = None) -> Connection[BudgetWarning]:
+    """Budget warnings; as of a moment, those raised by then, with their budgets and lines as
+    they stood then (the same statements over the budget tables rebuilt as of then)."""
     ctx = info.context
     ctx.require_actor()
-    await ctx.wait_for_position(wait_for_position)
+    await ctx.wait_for_position(None if as_of else wait_for_position)
     if threshold is not None and threshold not in WARNING_THRESHOLDS:
         raise ReadError(f"'threshold' is one of {list(WARNING_THRESHOLDS)}", "BAD_ARGUMENT")
     where, params = " WHERE true", list[Any]()
     for column, value in (("fiscal_year", fiscal_year), ("department", department),
-                          ("budget_id", budget_id), ("threshold", threshold)):
+                          ("budget_id", budget_id), ("threshold", threshold),
+                          ("raised_at", as_of)):
         if value is not None:
-            where += f" AND {column} = %s"
+            where += f" AND {column} {'<=' if column == 'raised_at' else '='} %s"
             params.append(value)
     keyset = Keyset("position", "bigint", True)
     size = page_size(first)
     after_sql, after_params = keyset.after_sql(after)
-    rows = await ctx.fetch(
-        f"SELECT * FROM ({WARNING_SELECT}) w{where}{after_sql}"
-        f" ORDER BY {keyset.order_sql()} LIMIT %s", [*params, *after_params, size + 1])
-    total = (await ctx.fetch(f"SELECT count(*) AS n FROM ({WARNING_SELECT}) w{where}",
-                             params))[0]["n"]
-    return connection(rows, size, keyset, total, BudgetWarning.from_row, bool(after))
+    rows, counted = await fetch_as_of(info, as_of, [BudgetsTable()], [
+        (f"SELECT * FROM ({WARNING_SELECT}) w{where}{after_sql}"
+         f" ORDER BY {keyset.order_sql()} LIMIT %s", [*params, *after_params, size + 1]),
+        (f"SELECT count(*) AS n FROM ({WARNING_SELECT}) w{where}", params)])
+    return connection(rows, size, keyset, counted[0]["n"], BudgetWarning.from_row, bool(after))
 
 
 # --- A project's cost (SPEC §5 "Project cost") ------------------------------------------------

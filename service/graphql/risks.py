@@ -530,24 +530,27 @@ def _action_node(row: dict[str, Any]) -> RiskAction:
 
 async def overdue_actions(info: Info[GraphQLContext, None], first: int | None,
                           after: str | None, filter: RiskFilter | None,
-                          action_owner: str | None,
-                          wait_for_position: int | None) -> Connection[RiskAction]:
-    await _ready(info, wait_for_position)
+                          action_owner: str | None, wait_for_position: int | None,
+                          as_of: datetime | None = None) -> Connection[RiskAction]:
+    """Overdue actions; as of a moment, the same statements over the risks rebuilt as of then,
+    judged on that moment's UTC date."""
+    await _ready(info, None if as_of else wait_for_position)
     keyset = Keyset("due_date", "date", descending=False)
     size = page_size(first)
-    where, params = _conditions(filter, open_by_default=True)
-    where += f" AND a.status NOT IN ('done', 'cancelled') AND a.due_date < {TODAY}"
+    today = _today(as_of)
+    where, params = _conditions(filter, open_by_default=True, today=today)
+    where += f" AND a.status NOT IN ('done', 'cancelled') AND a.due_date < {today}"
     if action_owner is not None:
         where += " AND a.owner = %s"
         params.append(action_owner)
     source = f"FROM risk_actions a JOIN risks r ON r.id = a.risk_id{where}"
     after_sql, after_params = keyset.after_sql(after)
-    rows = await info.context.fetch(
-        f"SELECT * FROM (SELECT a.id, a.due_date, a.risk_id, a.doc, {TODAY} AS today {source})"
-        f" t WHERE true{after_sql} ORDER BY {keyset.order_sql()} LIMIT %s",
-        [*params, *after_params, size + 1])
-    total = (await info.context.fetch(f"SELECT count(*) AS n {source}", params))[0]["n"]
-    return connection(rows, size, keyset, total, _action_node, bool(after))
+    rows, counted = await fetch_as_of(info, as_of, [RisksTable()], [
+        (f"SELECT * FROM (SELECT a.id, a.due_date, a.risk_id, a.doc, {today} AS today {source})"
+         f" t WHERE true{after_sql} ORDER BY {keyset.order_sql()} LIMIT %s",
+         [*params, *after_params, size + 1]),
+        (f"SELECT count(*) AS n {source}", params)])
+    return connection(rows, size, keyset, counted[0]["n"], _action_node, bool(after))
 
 
 def _warning_node(row: dict[str, Any]) -> RiskWarning:
@@ -556,19 +559,20 @@ def _warning_node(row: dict[str, Any]) -> RiskWarning:
 
 async def open_warnings(info: Info[GraphQLContext, None], first: int | None,
                         after: str | None, filter: RiskFilter | None,
-                        include_acknowledged: bool,
-                        wait_for_position: int | None) -> Connection[RiskWarning]:
-    await _ready(info, wait_for_position)
+                        include_acknowledged: bool, wait_for_position: int | None,
+                        as_of: datetime | None = None) -> Connection[RiskWarning]:
+    """Open warnings; as of a moment, over the risks rebuilt as of then."""
+    await _ready(info, None if as_of else wait_for_position)
     keyset = Keyset("raised_at", "timestamptz", descending=True)
     size = page_size(first)
-    where, params = _conditions(filter, open_by_default=True)
+    where, params = _conditions(filter, open_by_default=True, today=_today(as_of))
     where += (" AND w.reassessment_n IS NULL" if include_acknowledged
               else " AND w.acknowledged_at IS NULL")
     source = f"FROM risk_warnings w JOIN risks r ON r.id = w.risk_id{where}"
     after_sql, after_params = keyset.after_sql(after)
-    rows = await info.context.fetch(
-        f"SELECT * FROM (SELECT w.id, w.raised_at, w.risk_id, w.doc {source})"
-        f" t WHERE true{after_sql} ORDER BY {keyset.order_sql()} LIMIT %s",
-        [*params, *after_params, size + 1])
-    total = (await info.context.fetch(f"SELECT count(*) AS n {source}", params))[0]["n"]
-    return connection(rows, size, keyset, total, _warning_node, bool(after))
+    rows, counted = await fetch_as_of(info, as_of, [RisksTable()], [
+        (f"SELECT * FROM (SELECT w.id, w.raised_at, w.risk_id, w.doc {source})"
+         f" t WHERE true{after_sql} ORDER BY {keyset.order_sql()} LIMIT %s",
+         [*params, *after_params, size + 1]),
+        (f"SELECT count(*) AS n {source}", params)])
+    return connection(rows, size, keyset, counted[0]["n"], _warning_node, bool(after))

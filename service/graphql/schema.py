@@ -148,23 +148,28 @@ class Query(AuditQuery, IntegrityQuery):  # + integrityDigests, inclusionProof, 
 
     @strawberry.field(description="Risk action items past their due date (UTC today) and not "
                                   "done or cancelled, earliest first; risks filtered like the "
-                                  "register (open risks unless a status is named).")
+                                  "register (open risks unless a status is named). asOf: as "
+                                  "they stood then, judged on that date (auditors; managers: "
+                                  "their departments).")
     async def overdue_actions(self, info: Info[GraphQLContext, None], first: int | None = 20,
                               after: str | None = None, filter: RiskFilter | None = None,
                               action_owner: str | None = None,
-                              wait_for_position: int | None = None) -> Connection[RiskAction]:
+                              wait_for_position: int | None = None,
+                              as_of: datetime | None = None) -> Connection[RiskAction]:
         return await overdue_actions(info, first, after, filter, action_owner,
-                                     wait_for_position)
+                                     wait_for_position, as_of)
 
     @strawberry.field(description="Risk warnings not yet acknowledged, newest first "
                                   "(includeAcknowledged: also those awaiting their "
-                                  "re-assessment); risks filtered like the register.")
+                                  "re-assessment); risks filtered like the register. asOf: as "
+                                  "they stood then (auditors; managers: their departments).")
     async def open_warnings(self, info: Info[GraphQLContext, None], first: int | None = 20,
                             after: str | None = None, filter: RiskFilter | None = None,
                             include_acknowledged: bool = False,
-                            wait_for_position: int | None = None) -> Connection[RiskWarning]:
+                            wait_for_position: int | None = None,
+                            as_of: datetime | None = None) -> Connection[RiskWarning]:
         return await open_warnings(info, first, after, filter, include_acknowledged,
-                                   wait_for_position)
+                                   wait_for_position, as_of)
 
     @strawberry.field(description="Customers, newest activity first by default (Relay "
                                   "connection); filter by status, segment (tier), owner, "
@@ -249,15 +254,18 @@ class Query(AuditQuery, IntegrityQuery):  # + integrityDigests, inclusionProof, 
                                           wait_for_position, as_of)
 
     @strawberry.field(description="Budget warnings (80 % / 100 % of a line), newest first "
-                                  "(Relay connection).")
+                                  "(Relay connection). asOf: those raised by then, with their "
+                                  "budgets as they stood then (auditors; managers: their "
+                                  "departments).")
     async def budget_warnings(self, info: Info[GraphQLContext, None], first: int | None = 20,
                               after: str | None = None, fiscal_year: int | None = None,
                               department: str | None = None, budget_id: strawberry.ID | None = None,
                               threshold: int | None = None,
-                              wait_for_position: int | None = None) -> Connection[BudgetWarning]:
+                              wait_for_position: int | None = None,
+                              as_of: datetime | None = None) -> Connection[BudgetWarning]:
         bid = record_uuid(budget_id, "Budget") if budget_id else None
         return await list_budget_warnings(info, first, after, fiscal_year, department, bid,
-                                          threshold, wait_for_position)
+                                          threshold, wait_for_position, as_of)
 
     @strawberry.field(description="Operations indicators of a department for a UTC month "
                                   "(YYYY-MM), each with its target and an off-target flag.")

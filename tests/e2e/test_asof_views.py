@@ -472,3 +472,34 @@ def test_every_view_as_of_t_in_one_request(client: Any, people: dict, world: dic
     assert [r["actual"] for r in data["budgetVsActual"]] == ["7000.00", "3500.25", "0.00"]
     assert data["budgetConsolidation"]["netActual"] == "3499.75"
     assert total(data["customerKpis"], "requests") == 2
+
+
+# --- overdue actions, open warnings and budget warnings ----------------------------------------
+
+LISTS = """query($at: DateTime, $pos: Int, $f: RiskFilter) {
+  overdueActions(asOf: $at, waitForPosition: $pos, filter: $f, first: 50) {
+    totalCount edges { node { action status overdue daysOverdue } } }
+  openWarnings(asOf: $at, waitForPosition: $pos, filter: $f, first: 50, includeAcknowledged: true) {
+    totalCount edges { node { riskId } } }
+  budgetWarnings(asOf: $at, waitForPosition: $pos, first: 50) {
+    totalCount edges { node { budgetId lineName threshold raisedAt } } } }"""
+
+
+def test_overdue_actions_and_warnings_as_of_t_and_as_of_now(client: Any, people: dict,
+                                                            world: dict) -> None:
+    audrey = people["audrey"]
+    then = gql(client, audrey, LISTS, at=world["at"], f=ASO)
+    # r3's action was open and two days late at T; it is done since
+    assert [e["node"] for e in then["overdueActions"]["edges"]] == [
+        {"action": "second supplier", "status": "open", "overdue": True, "daysOverdue": 2}]
+    live = gql(client, audrey, LISTS, pos=world["pos"], f=ASO)
+    assert live["overdueActions"]["totalCount"] == 0
+    # as of now: the live lists, field by field (warnings included, whatever their number)
+    assert gql(client, audrey, LISTS, at=now(), f=ASO) == live
+    assert gql(client, audrey, LISTS, at=now()) == gql(client, audrey, LISTS)
+    # as of a moment before anything: nothing
+    before = gql(client, audrey, LISTS, at="2000-01-01T00:00:00Z")
+    assert [before[k]["totalCount"] for k in before] == [0, 0, 0]
+    # asOf is for auditors and managers, as for the other views
+    denied = ask(client, people["mel"], LISTS, at=world["at"], f=ASO)
+    assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN", denied
