@@ -120,19 +120,15 @@ class _RecordLocks:
 
     @contextmanager
     def hold(self, record_id: UUID) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks.get(record_id)
-            if lock is None:
-                lock = self._locks[record_id] = threading.Lock()
-                while len(self._locks) > self._size:
-                    self._locks.popitem(last=False)
-            else:
-                self._locks.move_to_end(record_id)
-        with lock:
+        with self._lock(record_id):
             yield
 
     def try_acquire(self, record_id: UUID) -> threading.Lock | None:
         """The record's lock, acquired, if it is free now (never waits); else None."""
+        lock = self._lock(record_id)
+        return lock if lock.acquire(blocking=False) else None
+
+    def _lock(self, record_id: UUID) -> threading.Lock:
         with self._guard:
             lock = self._locks.get(record_id)
             if lock is None:
@@ -141,7 +137,7 @@ class _RecordLocks:
                     self._locks.popitem(last=False)
             else:
                 self._locks.move_to_end(record_id)
-        return lock if lock.acquire(blocking=False) else None
+        return lock
 
 
 class Ledger:
