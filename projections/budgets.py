@@ -182,6 +182,9 @@ class BudgetWarningsProjection:
         conn.execute("TRUNCATE budget_warnings")
 
     def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
+        self.prepare(conn, batch)(conn)
+
+    def prepare(self, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
         rows = []
         for env in batch:
             if not isinstance(env.event, WARNING_RAISED):
@@ -192,10 +195,11 @@ class BudgetWarningsProjection:
                          env.position, e.originator_id, env.meta.get("department"), e.line_id,
                          e.threshold, e.utilisation, e.actual, e.amount, e.timestamp,
                          actor.get("user_id"), env.meta.get("command")))
-        if not rows:
-            return
-        with conn.cursor() as cur:
-            insert_rows(cur, "budget_warnings", (
-                "id", "position", "budget_id", "department", "line_id", "threshold",
-                "utilisation", "actual", "amount", "raised_at", "raised_by", "command"),
-                rows, "ON CONFLICT (id) DO NOTHING")
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "budget_warnings", (
+                    "id", "position", "budget_id", "department", "line_id", "threshold",
+                    "utilisation", "actual", "amount", "raised_at", "raised_by", "command"),
+                    rows, "ON CONFLICT (id) DO NOTHING")
+        return write

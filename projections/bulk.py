@@ -9,10 +9,13 @@ parameters were assigned to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from psycopg import Cursor
+from psycopg.types.json import Jsonb
+
+CHUNK_BYTES = 512 * 1024
 
 # Per table: its columns' types (format_type, without modifiers), read once from the catalog.
 _COLUMN_TYPES: dict[str, dict[str, str]] = {}
@@ -24,18 +27,39 @@ def insert_rows(cur: Cursor[Any], table: str, columns: Sequence[str],
     with DO UPDATE, a key may occur only once in ``rows``)."""
     if not rows:
         return
-    arrays = [list(values) for values in zip(*rows, strict=True)]
-    if not all(_one_kind(values) for values in arrays):
-        # An array is dumped by its first value's type: a column with values of several
-        # types (a str and a UUID …) goes as the single rows always did.
-        marks = ", ".join(["%s"] * len(columns))
-        cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
-                        f" {conflict}", rows)
+    big = [i for i, v in enumerate(rows[0]) if type(v) is bytes or type(v) is Jsonb]
+    for chunk in _chunks(rows, big):
+        arrays = [list(values) for values in zip(*chunk, strict=True)]
+        if not all(_one_kind(values) for values in arrays):
+            # An array is dumped by its first value's type: a column with values of several
+            # types (a str and a UUID …) goes as the single rows always did.
+            marks = ", ".join(["%s"] * len(columns))
+            cur.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                            f" {conflict}", chunk)
+            continue
+        types = _column_types(cur, table)
+        unnest = ", ".join(f"%b::{types[c]}[]" for c in columns)
+        cur.execute(f"INSERT INTO {table} ({', '.join(columns)})"
+                    f" SELECT * FROM unnest({unnest}) {conflict}", arrays)
+
+
+def _chunks(rows: Sequence[Sequence[Any]], big: Sequence[int],
+            ) -> Iterator[Sequence[Sequence[Any]]]:
+    """``rows`` in runs of at most about CHUNK_BYTES of large values (bytes, JSON): a
+    statement is held whole in memory, several times over, and libpq's buffer keeps the size
+    of the largest (a year's budget grows with the store: memory would too)."""
+    if not big:
+        yield rows
         return
-    types = _column_types(cur, table)
-    unnest = ", ".join(f"%b::{types[c]}[]" for c in columns)
-    cur.execute(f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest})"
-                f" {conflict}", arrays)
+    start, size = 0, 0
+    for i, row in enumerate(rows):
+        n = sum(len(row[j].obj if type(row[j]) is Jsonb else row[j]) for j in big
+                if row[j] is not None)
+        if size + n > CHUNK_BYTES and i > start:
+            yield rows[start:i]
+            start, size = i, 0
+        size += n
+    yield rows[start:]
 
 
 def _one_kind(values: list[Any]) -> bool:
