@@ -19,8 +19,9 @@ from psycopg import Connection
 
 from domain.budget import Budget
 from domain.shared import Record
+from projections.bulk import insert_rows
 from projections.codec import Doc, doc_jsonb
-from projections.engine import Envelope
+from projections.engine import Envelope, Write
 
 BUDGETS_SQL = """
 CREATE TABLE IF NOT EXISTS budgets (
@@ -105,9 +106,13 @@ WARNING_RAISED: type = getattr(Budget, "BudgetWarningRaised")  # noqa: B009
 WARNING_ID_NAMESPACE = UUID("5b0e7f1c-2d7e-4a53-8c1e-6f4a9d2b7c31")
 
 
-def _insert(table: str, columns: Sequence[str], conflict: str) -> str:
+def _copy(values: list[Any] | None) -> list[Any] | None:
+    return None if values is None else list(values)
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
     marks = ", ".join(["%s"] * len(columns))
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) {conflict}"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
 
 class BudgetsTable:
@@ -119,42 +124,50 @@ class BudgetsTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(BUDGETS_SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
-               ) -> None:
-        budgets, lines, actuals = [], [], []
-        # A budget's actuals only grow (the domain appends; nothing changes or removes one):
-        # only those past the rows already stored are new. Sending every actual of every
-        # touched budget again, each batch, made a year's projection quadratic in its actuals.
-        with conn.cursor() as cur:
-            stored = dict(cur.execute(
-                "SELECT budget_id, count(*) FROM budget_actuals WHERE budget_id = ANY(%s)"
-                " GROUP BY budget_id", ([b.id for b, _, _ in rows],)).fetchall())
+    def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
+        budgets, lines = [], []
+        # Each budget's actuals as they stand now: the domain replaces the list on every
+        # append (never changes it), so the list may be read when the rows are written.
+        all_actuals: list[tuple[UUID, list[dict[str, Any]]]] = []
         for b, position, doc in rows:
             s: Any = b
             budgets.append((b.id, s.department, s.fiscal_year, s.status, s.currency,
                             s.overspend_policy, s.version_no, s.compiled_by, b.created_on,
                             b.modified_on, b.version, position, doc_jsonb(doc)))
             lines += [(b.id, line["id"], seq, line["kind"], line["category"], line["name"],
-                       line["amount"], line.get("monthly"))
+                       line["amount"], _copy(line.get("monthly")))
                       for seq, line in enumerate(s.lines)]
-            actuals += [(UUID(a["id"]), b.id, a["line_id"], a["kind"], a["amount"], a["date"],
-                         a["date"].month, a["reference"], a.get("project_id"), a["recorded_by"],
-                         bool(a.get("overspent")), a.get("override_by"),
-                         a.get("override_reason")) for a in s.actuals[stored.get(b.id, 0):]]
+            all_actuals.append((b.id, s.actuals))
+        ids = [b.id for b, _, _ in rows]
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in BUDGET_COLUMNS[1:]
                             if c != "created_at")
-        with conn.cursor() as cur:
-            cur.executemany(_insert("budgets", BUDGET_COLUMNS,
-                                    f"ON CONFLICT (id) DO UPDATE SET {updates}"), budgets)
-            # The current version's lines replace the previous ones (an adjustment may add,
-            # change or remove lines); earlier versions stay in the record's ``versions``.
-            cur.execute("DELETE FROM budget_lines WHERE budget_id = ANY(%s)",
-                        ([b.id for b, _, _ in rows],))
-            cur.executemany(_insert("budget_lines", ("budget_id", "line_id", "seq", "kind",
-                                                     "category", "name", "amount", "monthly"),
-                                    ""), lines)
-            cur.executemany(_insert("budget_actuals", ACTUAL_COLUMNS,
-                                    "ON CONFLICT (id) DO NOTHING"), actuals)
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                # A budget's actuals only grow (the domain appends; nothing changes or removes
+                # one): only those past the rows already stored are new. Sending every actual
+                # of every touched budget again, each batch, made a year's projection quadratic
+                # in its actuals.
+                stored = dict(cur.execute(
+                    "SELECT budget_id, count(*) FROM budget_actuals WHERE budget_id = ANY(%s)"
+                    " GROUP BY budget_id", (ids,)).fetchall())
+                actuals = [
+                    (UUID(a["id"]), budget_id, a["line_id"], a["kind"], a["amount"], a["date"],
+                     a["date"].month, a["reference"], a.get("project_id"), a["recorded_by"],
+                     bool(a.get("overspent")), a.get("override_by"), a.get("override_reason"))
+                    for budget_id, items in all_actuals for a in items[stored.get(budget_id, 0):]]
+                insert_rows(cur, "budgets", BUDGET_COLUMNS, budgets,
+                            f"ON CONFLICT (id) DO UPDATE SET {updates}")
+                # The current version's lines replace the previous ones (an adjustment may add,
+                # change or remove lines); earlier versions stay in the record's ``versions``.
+                cur.execute("DELETE FROM budget_lines WHERE budget_id = ANY(%s)", (ids,))
+                # (Each line's monthly amounts are an array: one statement per line.)
+                cur.executemany(_insert("budget_lines", ("budget_id", "line_id", "seq", "kind",
+                                                         "category", "name", "amount",
+                                                         "monthly")), lines)
+                insert_rows(cur, "budget_actuals", ACTUAL_COLUMNS, actuals,
+                            "ON CONFLICT (id) DO NOTHING")
+        return write
 
 
 class BudgetWarningsProjection:
@@ -169,6 +182,9 @@ class BudgetWarningsProjection:
         conn.execute("TRUNCATE budget_warnings")
 
     def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
+        self.prepare(conn, batch)(conn)
+
+    def prepare(self, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
         rows = []
         for env in batch:
             if not isinstance(env.event, WARNING_RAISED):
@@ -179,10 +195,11 @@ class BudgetWarningsProjection:
                          env.position, e.originator_id, env.meta.get("department"), e.line_id,
                          e.threshold, e.utilisation, e.actual, e.amount, e.timestamp,
                          actor.get("user_id"), env.meta.get("command")))
-        if not rows:
-            return
-        with conn.cursor() as cur:
-            cur.executemany(_insert("budget_warnings", (
-                "id", "position", "budget_id", "department", "line_id", "threshold",
-                "utilisation", "actual", "amount", "raised_at", "raised_by", "command"),
-                "ON CONFLICT (id) DO NOTHING"), rows)
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "budget_warnings", (
+                    "id", "position", "budget_id", "department", "line_id", "threshold",
+                    "utilisation", "actual", "amount", "raised_at", "raised_by", "command"),
+                    rows, "ON CONFLICT (id) DO NOTHING")
+        return write

@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import orjson
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import (
     DatetimeAsISO,
@@ -34,8 +35,62 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
+class FastJSONTranscoder(JSONTranscoder):
+    """The library's JSON transcoder, decoding with orjson: the same objects, about twice as
+    fast (decoding events was a third of a rebuild's CPU). Encoding is the library's own, so
+    stored bytes do not change. What orjson refuses (NaN, lone surrogates) or may not give
+    exactly (integers past 64 bits, which it reads as floats: any float that large sends the
+    document back) is decoded by the library's decoder."""
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            obj = orjson.loads(data)
+            kind = type(obj)
+            if kind is dict:
+                return self._revive_dict(obj)
+            if kind is list:
+                self._revive_list(obj)
+            elif kind is float and abs(obj) >= _INT64:
+                raise _Inexact
+            return obj
+        except (orjson.JSONDecodeError, _Inexact):
+            return super().decode(data)
+
+    # The library's decoder calls ``_decode_obj`` on every JSON object, innermost first;
+    # these walks do the same, calling it only on the objects it would change.
+    def _revive_dict(self, d: dict[str, Any]) -> Any:
+        for key, value in d.items():
+            kind = type(value)
+            if kind is dict:
+                d[key] = self._revive_dict(value)
+            elif kind is list:
+                self._revive_list(value)
+            elif kind is float and abs(value) >= _INT64:
+                raise _Inexact
+        if len(d) == 2 and "_type_" in d and "_data_" in d:
+            return self._decode_obj(d)
+        return d
+
+    def _revive_list(self, items: list[Any]) -> None:
+        for i, value in enumerate(items):
+            kind = type(value)
+            if kind is dict:
+                items[i] = self._revive_dict(value)
+            elif kind is list:
+                self._revive_list(value)
+            elif kind is float and abs(value) >= _INT64:
+                raise _Inexact
+
+
+_INT64 = 2.0 ** 63
+
+
+class _Inexact(Exception):
+    pass
+
+
 def make_mapper() -> Mapper[UUID]:
-    transcoder = JSONTranscoder()
+    transcoder = FastJSONTranscoder()
     for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO(), DateAsISO()):
         transcoder.register(transcoding)
     return Mapper(transcoder=transcoder)

@@ -20,7 +20,9 @@ from psycopg import Connection
 
 from domain.service_request import Priority
 from domain.shared import Record
+from projections.bulk import insert_rows
 from projections.codec import Doc, doc_jsonb
+from projections.engine import Write
 
 CUSTOMERS_SQL = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -131,14 +133,11 @@ REQUEST_COLUMNS = ("id", "customer_id", "department", "handling_department", "st
 PRIORITY_RANK = {name: rank for rank, name in enumerate(get_args(Priority), start=1)}
 
 
-def _upsert_sql(table: str, columns: Sequence[str], key: Sequence[str] = ("id",),
-                keep: Sequence[str] = ("created_at",)) -> str:
-    cols = ", ".join(columns)
-    marks = ", ".join(["%s"] * len(columns))
+def _upsert(columns: Sequence[str], key: Sequence[str] = ("id",),
+            keep: Sequence[str] = ("created_at",)) -> str:
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns
                         if c not in key and c not in keep)
-    return (f"INSERT INTO {table} ({cols}) VALUES ({marks})"
-            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
+    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
 
 
 class CustomersTable:
@@ -148,16 +147,19 @@ class CustomersTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(CUSTOMERS_SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
-               ) -> None:
+    def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
         values = [(c.id, getattr(c, "name", None), getattr(c, "kind", None), c.status,  # type: ignore[attr-defined]
                    c.department, getattr(c, "credit_code", None),  # type: ignore[attr-defined]
                    getattr(c, "industry", None), getattr(c, "segment", None),
                    getattr(c, "account_owner", None), getattr(c, "acquisition_channel", None),
                    c.created_on, c.modified_on, c.version, position, doc_jsonb(doc))
                   for c, position, doc in rows]
-        with conn.cursor() as cur:
-            cur.executemany(_upsert_sql("customers", CUSTOMER_COLUMNS), values)
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "customers", CUSTOMER_COLUMNS, values,
+                            _upsert(CUSTOMER_COLUMNS))
+        return write
 
 
 class ServiceRequestsTable:
@@ -167,8 +169,7 @@ class ServiceRequestsTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(SERVICE_REQUESTS_SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
-               ) -> None:
+    def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
         requests, scores, complaints = [], [], []
         for r, position, doc in rows:
             s: Any = r
@@ -189,17 +190,17 @@ class ServiceRequestsTable:
             complaints += [(s.id, seq, s.customer_id, s.department, c["trigger"],
                             c["opened_at"], c.get("resolved_at"))
                            for seq, c in enumerate(s.complaints)]
-        with conn.cursor() as cur:
-            cur.executemany(_upsert_sql("service_requests", REQUEST_COLUMNS), requests)
-            if scores:
-                cur.executemany(
-                    "INSERT INTO service_request_satisfaction (request_id, seq, customer_id,"
-                    " department, score, unsatisfied, recorded_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (request_id, seq) DO NOTHING", scores)
-            if complaints:
-                cur.executemany(
-                    _upsert_sql("service_request_complaints",
-                                ("request_id", "seq", "customer_id", "department", "trigger",
-                                 "opened_at", "resolved_at"), key=("request_id", "seq"),
-                                keep=()), complaints)
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "service_requests", REQUEST_COLUMNS, requests,
+                            _upsert(REQUEST_COLUMNS))
+                insert_rows(cur, "service_request_satisfaction",
+                            ("request_id", "seq", "customer_id", "department", "score",
+                             "unsatisfied", "recorded_at"), scores,
+                            "ON CONFLICT (request_id, seq) DO NOTHING")
+                complaint_columns = ("request_id", "seq", "customer_id", "department",
+                                     "trigger", "opened_at", "resolved_at")
+                insert_rows(cur, "service_request_complaints", complaint_columns, complaints,
+                            _upsert(complaint_columns, key=("request_id", "seq"), keep=()))
+        return write

@@ -13,7 +13,9 @@ from typing import Any
 from psycopg import Connection
 
 from domain.shared import Record
+from projections.bulk import insert_rows
 from projections.codec import Doc, doc_jsonb
+from projections.engine import Write
 
 SQL = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -47,6 +49,8 @@ CREATE INDEX IF NOT EXISTS projects_name_idx ON projects (name, id);
 COLUMNS = ("id", "name", "status", "department", "lead_id", "proposer", "customer_id",
            "requested_budget", "expected_revenue", "currency", "start_date", "end_date",
            "percent_complete", "created_at", "updated_at", "version", "position", "doc")
+UPSERT = "ON CONFLICT (id) DO UPDATE SET " + ", ".join(
+    f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:] if c != "created_at")
 
 
 class ProjectsTable:
@@ -56,8 +60,7 @@ class ProjectsTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
-               ) -> None:
+    def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
         values = []
         for p, position, doc in rows:
             lead = getattr(p, "lead", None) or {}
@@ -68,9 +71,8 @@ class ProjectsTable:
                 getattr(p, "currency", None), getattr(p, "start_date", None),
                 getattr(p, "end_date", None), getattr(p, "percent_complete", None),
                 p.created_on, p.modified_on, p.version, position, doc_jsonb(doc)))
-        cols = ", ".join(COLUMNS)
-        marks = ", ".join(["%s"] * len(COLUMNS))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[1:] if c != "created_at")
-        with conn.cursor() as cur:
-            cur.executemany(f"INSERT INTO projects ({cols}) VALUES ({marks})"
-                            f" ON CONFLICT (id) DO UPDATE SET {updates}", values)
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "projects", COLUMNS, values, UPSERT)
+        return write

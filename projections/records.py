@@ -17,6 +17,7 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from psycopg import Connection
 
 from domain.shared import Record
+from projections.bulk import insert_rows
 from projections.codec import (
     SNAPSHOT_TOPIC,
     Doc,
@@ -29,7 +30,7 @@ from projections.codec import (
     view_json,
     view_parts,
 )
-from projections.engine import Envelope
+from projections.engine import Envelope, Write
 
 STATE_SQL = """
 CREATE TABLE IF NOT EXISTS record_state (
@@ -47,6 +48,14 @@ CREATE TABLE IF NOT EXISTS record_state (
 CREATE INDEX IF NOT EXISTS record_state_type_idx ON record_state (record_type, updated_at);
 """
 
+STATE_COLUMNS = ("id", "record_type", "version", "position", "status", "department",
+                 "created_at", "updated_at", "state", "doc")
+STATE_UPSERT = (
+    "ON CONFLICT (id) DO UPDATE SET"
+    " version = EXCLUDED.version, position = EXCLUDED.position,"
+    " status = EXCLUDED.status, department = EXCLUDED.department,"
+    " updated_at = EXCLUDED.updated_at, state = EXCLUDED.state, doc = EXCLUDED.doc")
+
 
 class RecordTable(Protocol):
     """A typed query table for one record type, written from evolved aggregates."""
@@ -59,14 +68,18 @@ class RecordTable(Protocol):
 
     def create_tables(self, conn: Connection[Any]) -> None: ...
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
-               ) -> None: ...
+    def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
+        """The table's rows for ``rows``, taken now (the aggregates may change once this
+        returns), and how to write them."""
+        ...
 
 
 # Records evolved by the last batches, kept in memory for the next ones: a record touched
 # again (a budget, a project in execution) is then neither read back nor decoded. Only the
 # projector that holds the leader lock writes record_state; the runner calls ``forget`` when it
 # becomes the leader, on reset, and when a batch fails, so the copies never disagree with it.
+# The records of the last batch are always kept, however many: a rebuild prepares the next
+# batch while that one is still being written (see ``ProjectionRunner.catch_up``).
 CACHED_RECORDS = 1000
 
 # Record types with a list attribute that only ever grows: the domain appends to it and never
@@ -84,10 +97,13 @@ class RecordsProjection:
     def __init__(self, mapper: Mapper[UUID], tables: Sequence[RecordTable] = ()):
         self.mapper = mapper
         self.tables = {t.record_type: t for t in tables}
-        self._cache: OrderedDict[UUID, Any] = OrderedDict()
+        # Each record with its append-only list as last encoded (see _Grown), if it has one.
+        self._cache: OrderedDict[UUID, tuple[Any, _Grown | None]] = OrderedDict()
+        self._last: list[UUID] = []  # the records of the last batch prepared
 
     def forget(self) -> None:
         self._cache.clear()
+        self._last = []
 
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(STATE_SQL)
@@ -100,20 +116,29 @@ class RecordsProjection:
         conn.execute("TRUNCATE " + ", ".join(names))
 
     def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
+        self.prepare(conn, batch)(conn)
+
+    def prepare(self, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
+        """Evolves and encodes the records of ``batch`` (reading on ``conn`` those not in
+        memory) and returns how to write their rows. Between the two, the records of the
+        batch are the ones in memory: the next batch may be prepared before these rows are
+        written, and must then not read them back."""
         records: dict[UUID, Any] = {}
+        grown: dict[UUID, _Grown] = {}
         missing = []
         for rid in {env.event.originator_id for env in batch}:
             cached = self._cache.get(rid)
             if cached is None:
                 missing.append(rid)
             else:
-                records[rid] = cached
+                records[rid], g = cached
+                if g is not None:
+                    grown[rid] = g
         rows = conn.execute(self._select_state, (missing,)).fetchall() if missing else []
         prefetch = getattr(self.mapper, "prefetch", None)  # personal-data keys, one statement
         if prefetch is not None and rows:
             prefetch([StoredEvent(rid, version, SNAPSHOT_TOPIC, bytes(state))
                       for rid, version, state, _, _ in rows])
-        grown: dict[UUID, _Grown] = {}
         for rid, version, state, view_items, count in rows:
             record = records[rid] = thaw(self.mapper, rid, version, bytes(state))
             if view_items is not None:
@@ -131,42 +156,43 @@ class RecordsProjection:
             last_position[rid] = env.position
         touched = [(records[rid], pos) for rid, pos in last_position.items()
                    if isinstance(records[rid], Record)]
+        self._last = [rec.id for rec, _ in touched]
         if not touched:
-            return
+            return _nothing
         out = []
         by_type: dict[str, list[tuple[Record, int, Doc]]] = {}
         for rec, pos in touched:
-            g = grown.get(rec.id)
+            g = grown.get(rec.id) or _Grown.none_yet(rec)
             encoded = g.encode(self.mapper, rec) if g is not None else None
             if encoded is None:
                 state, doc = freeze(self.mapper, rec), encoded_jsonb(view_json(record_view(rec)))
             else:
-                state, doc = encoded
+                state, doc, g = encoded
             out.append((rec.id, rec.RECORD_TYPE, rec.version, pos, getattr(rec, "status", None),
                         getattr(rec, "department", None), rec.created_on, rec.modified_on,
                         state, doc))
             by_type.setdefault(rec.RECORD_TYPE, []).append((rec, pos, doc))
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO record_state (id, record_type, version, position, status,"
-                " department, created_at, updated_at, state, doc)"
-                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET"
-                " version = EXCLUDED.version, position = EXCLUDED.position,"
-                " status = EXCLUDED.status, department = EXCLUDED.department,"
-                " updated_at = EXCLUDED.updated_at, state = EXCLUDED.state, doc = EXCLUDED.doc",
-                out)
-        for record_type, typed_rows in by_type.items():
-            table = self.tables.get(record_type)
-            if table is not None:
-                table.upsert(conn, typed_rows)
-        for rec, _pos in touched:
-            self._cache[rec.id] = rec
+            self._cache[rec.id] = (rec, g if encoded is not None else None)
             self._cache.move_to_end(rec.id)
-        while len(self._cache) > CACHED_RECORDS:
+        while len(self._cache) > max(CACHED_RECORDS, len(touched)):
             self._cache.popitem(last=False)
+        writes = [table.writes(typed_rows) for record_type, typed_rows in by_type.items()
+                  if (table := self.tables.get(record_type)) is not None]
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "record_state", STATE_COLUMNS, out, STATE_UPSERT)
+            for w in writes:
+                w(conn)
+        return write
 
     # The state of the records to evolve; for the record types of APPEND_ONLY, also the JSON
     # view of their append-only list as stored (PostgreSQL's text of it) and its length.
+    def forget_older(self) -> None:
+        """Forgets every record but those of the last batch prepared (a rebuild passes each
+        record about once; their copies are needed only while the batch is being written)."""
+        self._cache = OrderedDict((rid, self._cache[rid]) for rid in self._last)
+
     _select_state = (
         "SELECT id, version, state, CASE record_type {whens} END, CASE record_type {counts} END"
         " FROM record_state WHERE id = ANY(%s)").format(
@@ -176,14 +202,19 @@ class RecordsProjection:
 
 
 
+def _nothing(conn: Connection[Any]) -> None:
+    pass
+
+
 class _Grown:
-    """A record read back from ``record_state``: its append-only list as already encoded."""
+    """A record's append-only list as already encoded (read back from ``record_state``, or
+    as this projection last encoded it)."""
 
     __slots__ = ("name", "items", "state_items", "view_items")
 
     def __init__(self, name: str, items: list[Any], state_items: bytes, view_items: bytes):
         self.name = name
-        self.items = items  # the list as read back (the domain replaces it, never changes it)
+        self.items = items  # the list as encoded (the domain replaces it, never changes it)
         self.state_items = state_items  # its elements' JSON in the stored state, comma-joined
         self.view_items = view_items  # …and in the stored view
 
@@ -207,8 +238,17 @@ class _Grown:
             return None
         return cls(name, items, state[start:end], view[1:-1].strip().encode())
 
-    def encode(self, mapper: Mapper[UUID], record: Any) -> tuple[bytes, Any] | None:
-        """The record's state and view (a ready jsonb), encoding only the new elements."""
+    @classmethod
+    def none_yet(cls, record: Any) -> _Grown | None:
+        """For a record of APPEND_ONLY whose list has no encoding yet: all of it is new."""
+        name = APPEND_ONLY.get(getattr(record, "RECORD_TYPE", ""))
+        if name is None or type(getattr(record, name, None)) is not list:
+            return None
+        return cls(name, [], b"", b"")
+
+    def encode(self, mapper: Mapper[UUID], record: Any) -> tuple[bytes, Any, _Grown] | None:
+        """The record's state and view (a ready jsonb), encoding only the new elements; and
+        the list as now encoded."""
         items = getattr(record, self.name, None)
         n = len(self.items)
         if type(items) is not list or len(items) < n or items[:n] != self.items:
@@ -225,4 +265,5 @@ class _Grown:
             state_items = state_items + b"," + state_new if state_items else state_new
             view_items = view_items + b"," + view_new if view_items else view_new
         return (b"".join((parts[0], b"[", state_items, b"]", parts[1])),
-                encoded_jsonb(b"".join((view[0], b"[", view_items, b"]", view[1]))))
+                encoded_jsonb(b"".join((view[0], b"[", view_items, b"]", view[1]))),
+                _Grown(self.name, items, state_items, view_items))

@@ -18,7 +18,9 @@ from psycopg.types.json import Jsonb
 
 from domain.risk import FINISHED_ACTION_STATUSES, suggest_strategy
 from domain.shared import Record
+from projections.bulk import insert_rows
 from projections.codec import Doc, doc_jsonb, jsonable
+from projections.engine import Write
 
 SQL = """
 CREATE TABLE IF NOT EXISTS risks (
@@ -104,14 +106,9 @@ WARNING_COLUMNS = ("id", "risk_id", "indicator_id", "indicator", "value", "thres
                    "doc")
 
 
-def _insert(table: str, columns: Sequence[str], upsert: bool) -> str:
-    cols = ", ".join(columns)
-    marks = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {table} ({cols}) VALUES ({marks})"
-    if upsert:
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:] if c != "created_at")
-        sql += f" ON CONFLICT (id) DO UPDATE SET {updates}"
-    return sql
+def _upsert(columns: Sequence[str]) -> str:
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns[1:] if c != "created_at")
+    return f"ON CONFLICT (id) DO UPDATE SET {updates}"
 
 
 class RisksTable:
@@ -121,8 +118,7 @@ class RisksTable:
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(SQL)
 
-    def upsert(self, conn: Connection[Any], rows: Sequence[tuple[Record, int, Doc]],
-               ) -> None:
+    def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
         risks, actions, warnings = [], [], []
         for r, position, doc in rows:
             state: dict[str, Any] = vars(r)
@@ -147,13 +143,13 @@ class RisksTable:
                           w["acknowledged_at"], w["reassessment_n"], Jsonb(jsonable(w)))
                          for w in state["warnings"]]
         ids = [r.id for r, _, _ in rows]
-        with conn.cursor() as cur:
-            cur.executemany(_insert("risks", RISK_COLUMNS, upsert=True), risks)
-            # A risk's items only ever change with the risk: replace them wholesale.
-            cur.execute("DELETE FROM risk_actions WHERE risk_id = ANY(%s)", (ids,))
-            cur.execute("DELETE FROM risk_warnings WHERE risk_id = ANY(%s)", (ids,))
-            if actions:
-                cur.executemany(_insert("risk_actions", ACTION_COLUMNS, upsert=False), actions)
-            if warnings:
-                cur.executemany(_insert("risk_warnings", WARNING_COLUMNS, upsert=False),
-                                warnings)
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "risks", RISK_COLUMNS, risks, _upsert(RISK_COLUMNS))
+                # A risk's items only ever change with the risk: replace them wholesale.
+                cur.execute("DELETE FROM risk_actions WHERE risk_id = ANY(%s)", (ids,))
+                cur.execute("DELETE FROM risk_warnings WHERE risk_id = ANY(%s)", (ids,))
+                insert_rows(cur, "risk_actions", ACTION_COLUMNS, actions)
+                insert_rows(cur, "risk_warnings", WARNING_COLUMNS, warnings)
+        return write

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from eventsourcing.persistence import Notification
+
 from domain.budget import configure_categories
 from projections.budgets import BudgetsTable, BudgetWarningsProjection
 from projections.customers import CustomersTable, ServiceRequestsTable
@@ -75,12 +77,26 @@ def build_projections(store: EventStore) -> list[Any]:
             BudgetWarningsProjection()]
 
 
-def make_source(store: EventStore) -> Any:
-    def source(after: int, limit: int) -> Sequence[Envelope]:
-        notifications = store.notifications(after, limit)
-        return [Envelope(n.id, event)
-                for n, event in zip(notifications, store.to_events(notifications), strict=True)]
-    return source
+class StoreSource:
+    """The runner's source: reads the stored events after a position (``fetch``, what a
+    rebuild does ahead in a thread) and decodes them (``decode``, in the runner's thread)."""
+
+    def __init__(self, store: EventStore):
+        self.store = store
+
+    def __call__(self, after: int, limit: int) -> Sequence[Envelope]:
+        return self.decode(self.fetch(after, limit))
+
+    def fetch(self, after: int, limit: int) -> Sequence[Notification]:
+        return self.store.notifications(after, limit)
+
+    def decode(self, notifications: Sequence[Notification]) -> list[Envelope]:
+        return [Envelope(n.id, event) for n, event in
+                zip(notifications, self.store.to_events(notifications), strict=True)]
+
+
+def make_source(store: EventStore) -> StoreSource:
+    return StoreSource(store)
 
 
 def bootstrap(settings: Settings | None = None, database: db.Database | None = None, *,

@@ -238,7 +238,7 @@ class AsOfReader:
 
         In one transaction on one connection, each ``RecordTable`` gets temporary tables of the
         same names and columns (``LIKE``, indexes included), which shadow the live ones
-        (``pg_temp`` comes first in the search path); the table's own ``upsert`` fills them
+        (``pg_temp`` comes first in the search path); the table's own ``writes`` fills them
         from the records rebuilt as of then; the statements run as written. Once the tables
         exist the transaction turns read-only (PostgreSQL still lets it write temporary
         tables), so nothing here can touch a live table; the temporary ones go with the
@@ -251,5 +251,5 @@ class AsOfReader:
             conn.execute("SET TRANSACTION READ ONLY")
             for table, records in tables:
                 if records:
-                    table.upsert(conn, [(r.record, r.position, r.doc) for r in records])
+                    table.writes([(r.record, r.position, r.doc) for r in records])(conn)
             return [self._query(conn, sql, params) for sql, params in statements]
