@@ -100,10 +100,12 @@ class RecordsProjection:
         # Each record with its append-only list as last encoded (see _Grown), if it has one.
         self._cache: OrderedDict[UUID, tuple[Any, _Grown | None]] = OrderedDict()
         self._last: list[UUID] = []  # the records of the last batch prepared
+        self._only_touched = False  # see forget_older
 
     def forget(self) -> None:
         self._cache.clear()
         self._last = []
+        self._only_touched = False
 
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(STATE_SQL)
@@ -126,7 +128,11 @@ class RecordsProjection:
         records: dict[UUID, Any] = {}
         grown: dict[UUID, _Grown] = {}
         missing = []
-        for rid in {env.event.originator_id for env in batch}:
+        ids = {env.event.originator_id for env in batch}
+        if self._only_touched:
+            self._only_touched = False
+            self._cache = OrderedDict((rid, v) for rid, v in self._cache.items() if rid in ids)
+        for rid in ids:
             cached = self._cache.get(rid)
             if cached is None:
                 missing.append(rid)
@@ -180,18 +186,25 @@ class RecordsProjection:
                   if (table := self.tables.get(record_type)) is not None]
 
         def write(conn: Connection[Any]) -> None:
+            # Once only; each table's rows are let go as soon as they are sent, so a batch's
+            # large values (a year's budget) are not all held until its commit.
             with conn.cursor() as cur:
                 insert_rows(cur, "record_state", STATE_COLUMNS, out, STATE_UPSERT)
-            for w in writes:
-                w(conn)
+            out.clear()
+            while writes:
+                writes.pop(0)(conn)
         return write
 
     # The state of the records to evolve; for the record types of APPEND_ONLY, also the JSON
     # view of their append-only list as stored (PostgreSQL's text of it) and its length.
     def forget_older(self) -> None:
-        """Forgets every record but those of the last batch prepared (a rebuild passes each
-        record about once; their copies are needed only while the batch is being written)."""
+        """Forgets every record but those of the last batch prepared, and, when the next
+        batch is prepared, those of them it does not touch (a rebuild passes each record about
+        once; their copies are needed only while their batch is being written, by a next batch
+        that touches them again). A year's budget grows with the store: one kept needlessly
+        while the next batch reads others made the peak memory grow with it."""
         self._cache = OrderedDict((rid, self._cache[rid]) for rid in self._last)
+        self._only_touched = True
 
     _select_state = (
         "SELECT id, version, state, CASE record_type {whens} END, CASE record_type {counts} END"
