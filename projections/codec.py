@@ -44,15 +44,9 @@ class FastJSONTranscoder(JSONTranscoder):
 
     def decode(self, data: bytes) -> Any:
         try:
-            obj = orjson.loads(data)
-            kind = type(obj)
-            if kind is dict:
-                return self._revive_dict(obj)
-            if kind is list:
-                self._revive_list(obj)
-            elif kind is float and abs(obj) >= _INT64:
-                raise _Inexact
-            return obj
+            document = [orjson.loads(data)]
+            self._revive_list(document)
+            return document[0]
         except (orjson.JSONDecodeError, _Inexact):
             return super().decode(data)
 

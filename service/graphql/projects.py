@@ -335,55 +335,51 @@ _ALWAYS_KEYS = frozenset({"id", "customer_id", "currency", "requested_budget",
 # document again; ``doc - keys`` costs more than it saves).
 _DOC_SUBSET = ("(SELECT jsonb_object_agg(key, value) FROM jsonb_each(doc)"
                " WHERE key = ANY(%s)) AS doc")
-_field_keys: dict[str, str] = {}
-
-
 def _asked_keys(info: Info[GraphQLContext, None], fields: list[FieldNode] | None,
                 ) -> list[str] | None:
     """The top-level keys of the project documents the selected fields read: a page asks for
     a few fields, while plans, tasks and reports are most of a document (~7 kB, all of it
     sent as JSON text and decoded). None — the whole document — when it is read (``detail``)
     or the selection is not known."""
-    if fields is None:
-        return None
-    if not _field_keys:
-        names = info.schema.config.name_converter
-        for f in get_object_definition(Project, strict=True).fields:
-            _field_keys[names.get_graphql_name(f)] = f.python_name
-    keep = set(_ALWAYS_KEYS)
-    for field in fields:
-        name = field.name.value
-        if name.startswith("__"):
-            continue
-        if name == "detail" or name not in _field_keys:
-            return None
-        keep.add(_field_keys[name])
-    return sorted(keep)
-
-
-_risk_field_keys: dict[str, str] = {}
+    keys = None if fields is None else _document_keys(info, Project, fields)
+    return None if keys is None else sorted(keys | set(_ALWAYS_KEYS))
 
 
 def _asked_risk_keys(info: Info[GraphQLContext, None], risks: list[FieldNode],
                      ) -> list[str] | None:
     """The keys of the risk documents the ``risks`` selections read (None: all of them)."""
-    if not _risk_field_keys:
-        names = info.schema.config.name_converter
-        for f in get_object_definition(Risk, strict=True).fields:
-            _risk_field_keys[names.get_graphql_name(f)] = f.python_name
     keep: set[str] = set()
     for field in risks:
         selected = selected_below_node(info, field)
-        if selected is None:
+        keys = None if selected is None else _document_keys(info, Risk, selected)
+        if keys is None:
             return None
-        for node in selected:
-            name = node.name.value
-            if name.startswith("__"):
-                continue
-            if name == "detail" or name not in _risk_field_keys:
-                return None
-            keep.add(_risk_field_keys[name])
+        keep |= keys
     return sorted(keep) if len(keep) <= 30 else None
+
+
+# GraphQL field name → document key, per type (made on first use from the schema).
+_field_keys: dict[type, dict[str, str]] = {}
+
+
+def _document_keys(info: Info[GraphQLContext, None], cls: type, nodes: list[FieldNode],
+                   ) -> set[str] | None:
+    """The document keys the selected fields of ``cls`` read; None when one needs the whole
+    document (``detail``, or a field that is not a plain key)."""
+    keys = _field_keys.get(cls)
+    if keys is None:
+        names = info.schema.config.name_converter
+        keys = _field_keys[cls] = {names.get_graphql_name(f): f.python_name
+                                   for f in get_object_definition(cls, strict=True).fields}
+    keep: set[str] = set()
+    for node in nodes:
+        name = node.name.value
+        if name.startswith("__"):
+            continue
+        if name == "detail" or name not in keys:
+            return None
+        keep.add(keys[name])
+    return keep
 
 
 async def _preload(info: Info[GraphQLContext, None], projects: list[Project],

@@ -503,3 +503,39 @@ def test_overdue_actions_and_warnings_as_of_t_and_as_of_now(client: Any, people:
     # asOf is for auditors and managers, as for the other views
     denied = ask(client, people["mel"], LISTS, at=world["at"], f=ASO)
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN", denied
+
+
+BUDGET_WARNINGS = """query($at: DateTime, $pos: Int, $year: Int) {
+  budgetWarnings(asOf: $at, waitForPosition: $pos, fiscalYear: $year, first: 10) {
+    totalCount edges { node { threshold lineName actual } } } }"""
+
+
+def test_budget_warnings_as_of_t_are_those_raised_by_then(client: Any, people: dict) -> None:
+    """A budget of its own fiscal year (the other tests' hand counts are of YEAR): 850 of a
+    1,000 line spent before T raises the 80 % warning; 200 more after T raise the 100 % one."""
+    p = people
+    year = YEAR + 1
+    created = post(client, "/budgets", p["mona"], {
+        "department": "aso", "fiscal_year": year, "lines": [
+            {"kind": "expense", "category": "travel", "name": "Trips",
+             "amount": "1000.00"}]}, expect=201)
+    base = f"/budgets/{created['id']}"
+    post(client, f"{base}/submit", p["mona"])
+    post(client, f"{base}/pass-finance-review", p["fiona"])
+    post(client, f"{base}/approve", p["lena"])
+    post(client, f"{base}/issue", p["fiona"])
+    [line] = [x["id"] for x in client.get(base, headers=p["mel"]).json()["lines"]]
+    post(client, f"{base}/record-actual", p["mel"], {
+        "line_id": line, "amount": "850.00", "date": f"{year}-01-10", "reference": "W-1"})
+    time.sleep(0.01)
+    moment = now()
+    time.sleep(0.01)
+    last = post(client, f"{base}/record-actual", p["mel"], {
+        "line_id": line, "amount": "200.00", "date": f"{year}-01-11", "reference": "W-2"})
+    audrey = p["audrey"]
+    then = gql(client, audrey, BUDGET_WARNINGS, at=moment, year=year)["budgetWarnings"]
+    assert [e["node"] for e in then["edges"]] == [
+        {"threshold": 80, "lineName": "Trips", "actual": "850.00"}]
+    live = gql(client, audrey, BUDGET_WARNINGS, pos=last["position"], year=year)
+    assert [e["node"]["threshold"] for e in live["budgetWarnings"]["edges"]] == [100, 80]
+    assert gql(client, audrey, BUDGET_WARNINGS, at=now(), year=year) == live
