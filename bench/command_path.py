@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -61,9 +62,11 @@ def token_for(user: str) -> str:
 
 def run_service(database: Database, *, workers: int, connections: int, per_connection: int,
                 warmup: float, duration: float, client: str,
-                separate_projector: bool = False) -> tuple[LoadResult, int]:
+                projector: str = "in-process") -> tuple[LoadResult, int]:
     env = service_env(database)
-    with projection_worker(env, separate_projector) as worker, \
+    if projector == "deferred":
+        env["OPSLEDGER_RUN_PROJECTOR"] = "false"
+    with projection_worker(env, projector == "process") as worker, \
             Server("service.main:create_app", factory=True, workers=workers, env=env) as server:
         server.wait_ready("/readyz", timeout=120)
         # Each connection acts as its own user on records of its own.
@@ -104,7 +107,30 @@ def run_service(database: Database, *, workers: int, connections: int, per_conne
         result = drive(server.url, [connection(o) for o in owners], warmup=warmup,
                        duration=duration, server_pids=sorted(set(pids)),
                        database_pids=lambda: backend_pids(database), client=client)
-        return result, server.proc.pid
+        result_pid = result, server.proc.pid
+    if projector == "deferred":
+        print(catch_up(env))
+    return result_pid
+
+
+def catch_up(env: dict[str, str]) -> str:
+    """The commands of a ``deferred`` run, projected afterwards by a ``worker`` (as one on
+    another host would keep up): how long it takes, and that every event is projected."""
+    import psycopg
+
+    started = time.perf_counter()
+    with projection_worker(dict(env)), \
+            psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        head = conn.execute("SELECT max(notification_id) FROM stored_events").fetchone()
+        while True:
+            row = conn.execute("SELECT min(position) FROM projection_tracking").fetchone()
+            if row and row[0] is not None and head and row[0] >= head[0]:
+                break
+            if time.perf_counter() - started > 300:
+                raise RuntimeError(f"projections still at {row} of {head} after 300 s")
+            time.sleep(0.05)
+    return (f"   deferred projections: a worker started afterwards projected every event "
+            f"(up to position {head[0] if head else 0:,}) in {time.perf_counter() - started:.1f} s")
 
 
 def run_ceiling(database: Database, *, connections: int, warmup: float,
@@ -143,7 +169,8 @@ def line(label: str, rate: float, latencies: Sequence[float], extra: str = "") -
 
 def label(workers: int, projector: str) -> str:
     api = f"{workers} API worker{'s' if workers > 1 else ' '}"
-    return api + (" + projection worker" if projector == "process" else "")
+    return api + {"process": " + projection worker",
+                  "deferred": ", projections deferred"}.get(projector, "")
 
 
 def main() -> None:
@@ -157,10 +184,14 @@ def main() -> None:
                         default=["httpx", "raw"],
                         help="httpx (the issue's client) and/or a minimal HTTP/1.1 client that "
                              "leaves more of the 2 cores to the server")
-    parser.add_argument("--projector", nargs="+", choices=["in-process", "process"],
-                        default=["in-process", "process"],
-                        help="projections in the API process (`serve`) and/or in a separate "
-                             "`worker` process (`serve --no-projector` + `worker`)")
+    parser.add_argument("--projector", nargs="+",
+                        choices=["in-process", "process", "deferred"],
+                        default=["in-process", "process", "deferred"],
+                        help="projections in the API process (`serve`), in a separate `worker` "
+                             "process on the same 2 cores (`serve --no-projector` + `worker`), "
+                             "or `deferred`: the command path alone, as with the worker on "
+                             "another host (`serve --no-projector`), the worker started after "
+                             "the run to project every event")
     parser.add_argument("--database-url", help="server to create the fresh database on "
                         "(default: DATABASE_URL, else an embedded PostgreSQL)")
     args = parser.parse_args()
@@ -191,8 +222,7 @@ def main() -> None:
                     res, _pid = run_service(database, workers=workers, connections=n,
                                             per_connection=args.records_per_connection,
                                             warmup=args.warmup, duration=args.duration,
-                                            client=client,
-                                            separate_projector=projector == "process")
+                                            client=client, projector=projector)
                     results[(client, projector, workers)] = res
                     bad = {s: c for s, c in res.statuses.items() if s not in (200, 201)}
                     line(f"service, {label(workers, projector)} ({client})",
