@@ -192,8 +192,12 @@ def fastapi_telemetry() -> TelemetryConfig:
     CPU per command, measured). No spans for health probes, none per endpoint or dependency
     (the command's own spans say more), no log records (our JSON logs carry the trace ids)."""
     configure_telemetry()
+    # The providers named, so FastAPI need not look up and classify the global ones on
+    # every request.
     return {"exclude": lambda scope: scope.get("path") in NOT_TRACED_PATHS,
-            "operation_spans": False, "logs": False}
+            "operation_spans": False, "logs": False,
+            "tracer_provider": trace.get_tracer_provider(),  # type: ignore[typeddict-item]
+            "meter_provider": metrics.get_meter_provider()}  # type: ignore[typeddict-item]
 
 
 def flush(timeout_millis: int = 5000) -> None:
