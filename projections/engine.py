@@ -4,6 +4,12 @@ Each projection's view rows and its tracking position commit in one transaction,
 event is applied exactly once, whatever crashes. Only one runner per database projects at a
 time: it holds a PostgreSQL advisory lock on its own connection (leader election); a standby
 runner waits for the lock and takes over when the leader's connection dies.
+
+A rebuild may run in several processes (``service.rebuild``), each applying the events of one
+partition of the records (by record id: every projection's rows derive from one record's
+events) with a tracking row of its own, ``<projection>#<part>/<parts>``. Whoever runs the
+projection next (the rebuild itself, or a worker after a crash) first brings every partition
+to the same position and replaces their rows by the projection's own (``finish_partitions``).
 """
 
 from __future__ import annotations
@@ -78,6 +84,23 @@ class Projection(Protocol):
 Source = Callable[[int, int], Sequence[Envelope]]
 
 
+def part_name(name: str, part: int, parts: int) -> str:
+    """The tracking name of one of ``parts`` partitions of a projection (a parallel rebuild)."""
+    return f"{name}#{part}/{parts}"
+
+
+class _Part:
+    """A projection as one partition of a parallel rebuild runs it: itself, tracked under its
+    partition's name."""
+
+    def __init__(self, projection: Projection, name: str):
+        self.projection = projection
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.projection, attr)
+
+
 def tracked_position(conn: Connection[Any], name: str) -> int:
     row = conn.execute("SELECT position FROM projection_tracking WHERE name = %s",
                        (name,)).fetchone()
@@ -117,16 +140,79 @@ class ProjectionRunner:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(724001)")
 
-    def reset(self, names: Sequence[str] | None = None) -> None:
-        """Empties the named projections (all by default) so they rebuild from position 0."""
+    def reset(self, names: Sequence[str] | None = None, parts: int = 1) -> None:
+        """Empties the named projections (all by default) so they rebuild from position 0;
+        with ``parts`` > 1, as that many partitions (``catch_up_part``), each tracked from 0
+        in the same transaction."""
         self._forget()
         with psycopg.connect(self.conninfo) as conn, conn.transaction():
-            for p in self.projections:
-                if names and p.name not in names:
-                    continue
+            for p in self._named(names):
                 p.reset(conn)
-                conn.execute("DELETE FROM projection_tracking WHERE name = %s", (p.name,))
+                conn.execute("DELETE FROM projection_tracking WHERE name = %s"
+                             " OR (split_part(name, '#', 1) = %s AND name LIKE '%%#%%')",
+                             (p.name, p.name))
                 self.positions.pop(p.name, None)
+                if parts > 1:
+                    _track(conn, [(part_name(p.name, k, parts), 0, 0, 0) for k in range(parts)])
+
+    def _named(self, names: Sequence[str] | None) -> list[Projection]:
+        return [p for p in self.projections if not names or p.name in names]
+
+    # -- a rebuild in partitions --------------------------------------------------------------
+    def catch_up_part(self, part: int, parts: int, upto: int,
+                      names: Sequence[str] | None = None,
+                      progress: Callable[[int], None] | None = None) -> int:
+        """Applies the events up to ``upto`` of one of ``parts`` partitions of the records
+        (the source's ``partition``) to the named projections, tracked under their partition's
+        names; then tracks those at ``upto``: every event of the partition up to there is
+        applied (the tracking means that whether or not the last event was the partition's)."""
+        partition = getattr(self.source, "partition", None)
+        if partition is None:
+            raise TypeError("this runner's source cannot read a partition of the records")
+        runner = ProjectionRunner(
+            self.conninfo, partition(part, parts, upto),
+            [_Part(p, part_name(p.name, part, parts)) for p in self._named(names)],
+            rebuild_batch_size=self.rebuild_batch_size, on_batch=self.on_batch)
+        applied = runner.catch_up(progress)
+        with psycopg.connect(self.conninfo) as conn, conn.transaction():
+            conn.execute("UPDATE projection_tracking SET position = %s, updated_at = now()"
+                         " WHERE name = ANY(%s) AND position < %s",
+                         (upto, [p.name for p in runner.projections], upto))
+        if progress is not None:
+            progress(upto)
+        return applied
+
+    def finish_partitions(self) -> bool:
+        """If a rebuild in partitions has not been finished (it was interrupted, or its
+        partitions are done), brings each partition of each projection to the furthest of
+        their positions, then, in one transaction, replaces their tracking rows by the
+        projection's own at that position. Views are not touched by the replacement: every
+        event is still applied exactly once. True when there was something to finish."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT name, position FROM projection_tracking"
+                " WHERE split_part(name, '#', 1) = ANY(%s) AND name LIKE '%%#%%'",
+                ([p.name for p in self.projections],)).fetchall()
+        if not rows:
+            return False
+        upto = max(int(position) for _, position in rows)
+        behind: dict[tuple[int, int], list[str]] = {}
+        for name, position in rows:
+            base, _, fraction = name.partition("#")
+            part, _, parts = fraction.partition("/")
+            if int(position) < upto:
+                behind.setdefault((int(part), int(parts)), []).append(base)
+        for (part, parts), names in sorted(behind.items()):
+            log.info("finishing a rebuild's partition", extra={
+                "partition": f"{part}/{parts}", "projections": names, "position": upto})
+            self.catch_up_part(part, parts, upto, names)
+        bases = sorted({name.partition("#")[0] for name, _ in rows})
+        with psycopg.connect(self.conninfo) as conn, conn.transaction():
+            conn.execute("DELETE FROM projection_tracking WHERE name = ANY(%s)",
+                         ([name for name, _ in rows],))
+            _track(conn, [(base, 0, upto, 0) for base in bases])
+        self._forget()
+        return True
 
     # -- running ------------------------------------------------------------------------
     def start(self) -> None:
@@ -183,6 +269,7 @@ class ProjectionRunner:
         self.is_leader = True
         _derived_commits(conn)
         self._forget()  # another leader may have written since
+        self.finish_partitions()  # a rebuild in partitions interrupted
         self._refresh_positions(conn)
         # Where it starts: a leader killed right after a commit never logged that batch; the
         # positions tracked here say what it had applied.
@@ -259,6 +346,7 @@ class ProjectionRunner:
         decoded, evolved, encoded). Still one transaction per batch with its tracking
         positions, committed in order; the next batch is handed over only once the one
         before it has committed, so what the preparation reads back is committed."""
+        self.finish_partitions()
         with psycopg.connect(self.conninfo, autocommit=True) as conn, \
                 psycopg.connect(self.conninfo, autocommit=True) as write_conn, \
                 _few_collections(), _prompt_handover(), \
