@@ -19,7 +19,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("opsledger.projections")
 
 LEADER_LOCK_KEY = 724_002
+PARTITION_LOCK_KEY = 724_003  # with the partition's number: held by who rebuilds it
 REBUILD_BATCH = 2000  # events per transaction when catching up (measured best of 1k–4k)
 
 TRACKING_SQL = """
@@ -87,6 +88,23 @@ Source = Callable[[int, int], Sequence[Envelope]]
 def part_name(name: str, part: int, parts: int) -> str:
     """The tracking name of one of ``parts`` partitions of a projection (a parallel rebuild)."""
     return f"{name}#{part}/{parts}"
+
+
+def _part_of(name: str) -> tuple[str, int, int]:
+    """A partition's tracking name: the projection's name, the part, how many parts."""
+    base, _, fraction = name.partition("#")
+    part, _, parts = fraction.partition("/")
+    return base, int(part), int(parts)
+
+
+@contextmanager
+def _partitions_locked(conninfo: str, parts: Iterable[int]) -> Iterator[None]:
+    """Holds the locks of partitions of a rebuild (waiting for them, in order); a killed
+    holder's go with its connection."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for part in sorted(parts):
+            conn.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (PARTITION_LOCK_KEY, part))
+        yield
 
 
 class _Part:
@@ -165,7 +183,14 @@ class ProjectionRunner:
         """Applies the events up to ``upto`` of one of ``parts`` partitions of the records
         (the source's ``partition``) to the named projections, tracked under their partition's
         names; then tracks those at ``upto``: every event of the partition up to there is
-        applied (the tracking means that whether or not the last event was the partition's)."""
+        applied (the tracking means that whether or not the last event was the partition's).
+        Holds the partition's lock meanwhile: a process of a rebuild whose leader has died may
+        still be running it (``finish_partitions`` waits for it)."""
+        with _partitions_locked(self.conninfo, [part]):
+            return self._catch_up_part(part, parts, upto, names, progress)
+
+    def _catch_up_part(self, part: int, parts: int, upto: int, names: Sequence[str] | None,
+                       progress: Callable[[int], None] | None = None) -> int:
         partition = getattr(self.source, "partition", None)
         if partition is None:
             raise TypeError("this runner's source cannot read a partition of the records")
@@ -188,25 +213,34 @@ class ProjectionRunner:
         their positions, then, in one transaction, replaces their tracking rows by the
         projection's own at that position. Views are not touched by the replacement: every
         event is still applied exactly once. True when there was something to finish."""
+        rows = self._partition_rows()
+        if not rows:
+            return False
+        # Once no process of the rebuild runs a partition any more (their positions are final).
+        with _partitions_locked(self.conninfo, {_part_of(name)[1] for name, _ in rows}):
+            return self._finish_partitions(self._partition_rows())
+
+    def _partition_rows(self) -> list[tuple[str, int]]:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            rows = conn.execute(
+            return [(name, int(position)) for name, position in conn.execute(
                 "SELECT name, position FROM projection_tracking"
                 " WHERE split_part(name, '#', 1) = ANY(%s) AND name LIKE '%%#%%'",
-                ([p.name for p in self.projections],)).fetchall()
+                ([p.name for p in self.projections],))]
+
+    def _finish_partitions(self, rows: list[tuple[str, int]]) -> bool:
         if not rows:
             return False
         upto = max(int(position) for _, position in rows)
         behind: dict[tuple[int, int], list[str]] = {}
         for name, position in rows:
-            base, _, fraction = name.partition("#")
-            part, _, parts = fraction.partition("/")
-            if int(position) < upto:
-                behind.setdefault((int(part), int(parts)), []).append(base)
+            base, part, parts = _part_of(name)
+            if position < upto:
+                behind.setdefault((part, parts), []).append(base)
         for (part, parts), names in sorted(behind.items()):
             log.info("finishing a rebuild's partition", extra={
                 "partition": f"{part}/{parts}", "projections": names, "position": upto})
-            self.catch_up_part(part, parts, upto, names)
-        bases = sorted({name.partition("#")[0] for name, _ in rows})
+            self._catch_up_part(part, parts, upto, names)
+        bases = sorted({_part_of(name)[0] for name, _ in rows})
         with psycopg.connect(self.conninfo) as conn, conn.transaction():
             conn.execute("DELETE FROM projection_tracking WHERE name = ANY(%s)",
                          ([name for name, _ in rows],))

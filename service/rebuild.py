@@ -20,6 +20,7 @@ together): ``rebuild --resume`` (in as many processes as there were partitions) 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -92,7 +93,12 @@ def _unfinished(container: Container, names: Sequence[str] | None,
 
 def _in_partitions(container: Container, parts: int, upto: int, names: Sequence[str] | None,
                    progress: Callable[[int], None] | None) -> list[Partition]:
-    env = {**os.environ, "DATABASE_URL": container.database.url}
+    # The partitions' processes see the same store, with the settings that shape the work.
+    settings = container.settings
+    env = {**os.environ, "DATABASE_URL": container.database.url,
+           "OPSLEDGER_REBUILD_SETTINGS": json.dumps({
+               "rebuild_batch_size": settings.rebuild_batch_size,
+               "budget_categories": list(settings.budget_categories)})}
     children = [subprocess.Popen(
         [sys.executable, "-m", "service.rebuild", str(part), str(parts), str(upto),
          *(names or [])], env=env, cwd=ROOT) for part in range(1, parts)]
@@ -127,12 +133,12 @@ def main(argv: Sequence[str]) -> int:
     from domain.budget import configure_categories
     from service import database as db
     from service.bootstrap import make_runner
-    from service.config import get_settings
+    from service.config import Settings
     from service.store import EventStore
 
     part, parts, upto = (int(a) for a in argv[:3])
     names = list(argv[3:]) or None
-    settings = get_settings()
+    settings = Settings(**json.loads(os.environ.get("OPSLEDGER_REBUILD_SETTINGS", "{}")))
     configure_categories(settings.budget_categories)
     database = db.resolve(settings.database_url, settings.data_dir)
     store = EventStore(database, pool_size=2, snapshot_interval=settings.snapshot_interval,
