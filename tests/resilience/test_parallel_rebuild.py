@@ -7,6 +7,7 @@ killed with SIGKILL part-way, the rebuild goes on from what each partition had a
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,12 +15,7 @@ import pytest
 
 from bench.common import children_of
 from tests.resilience.support import ServiceProcess, report
-from tests.resilience.test_projector_kill import (  # noqa: F401 (history: a fixture)
-    ENV,
-    checksums,
-    history,
-    positions,
-)
+from tests.resilience.test_projector_kill import ENV, checksums, positions
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +64,7 @@ def partition_process(parent: ServiceProcess) -> int:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for pid in children_of(parent.proc.pid):  # type: ignore[union-attr]
-            if "service.rebuild" in open(f"/proc/{pid}/cmdline").read():
+            if b"service.rebuild" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return pid
         time.sleep(0.01)
     raise AssertionError(f"no partition process:\n{parent.log()}")
