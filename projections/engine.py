@@ -4,6 +4,12 @@ Each projection's view rows and its tracking position commit in one transaction,
 event is applied exactly once, whatever crashes. Only one runner per database projects at a
 time: it holds a PostgreSQL advisory lock on its own connection (leader election); a standby
 runner waits for the lock and takes over when the leader's connection dies.
+
+A rebuild may run in several processes (``service.rebuild``), each applying the events of one
+partition of the records (by record id: every projection's rows derive from one record's
+events) with a tracking row of its own, ``<projection>#<part>/<parts>``. Whoever runs the
+projection next (the rebuild itself, or a worker after a crash) first brings every partition
+to the same position and replaces their rows by the projection's own (``finish_partitions``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("opsledger.projections")
 
 LEADER_LOCK_KEY = 724_002
+PARTITION_LOCK_KEY = 724_003  # with the partition's number: held by who rebuilds it
 REBUILD_BATCH = 2000  # events per transaction when catching up (measured best of 1k–4k)
 
 TRACKING_SQL = """
@@ -78,6 +85,40 @@ class Projection(Protocol):
 Source = Callable[[int, int], Sequence[Envelope]]
 
 
+def part_name(name: str, part: int, parts: int) -> str:
+    """The tracking name of one of ``parts`` partitions of a projection (a parallel rebuild)."""
+    return f"{name}#{part}/{parts}"
+
+
+def _part_of(name: str) -> tuple[str, int, int]:
+    """A partition's tracking name: the projection's name, the part, how many parts."""
+    base, _, fraction = name.partition("#")
+    part, _, parts = fraction.partition("/")
+    return base, int(part), int(parts)
+
+
+@contextmanager
+def _partitions_locked(conninfo: str, parts: Iterable[int]) -> Iterator[None]:
+    """Holds the locks of partitions of a rebuild (waiting for them, in order); a killed
+    holder's go with its connection."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for part in sorted(parts):
+            conn.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (PARTITION_LOCK_KEY, part))
+        yield
+
+
+class _Part:
+    """A projection as one partition of a parallel rebuild runs it: itself, tracked under its
+    partition's name."""
+
+    def __init__(self, projection: Projection, name: str):
+        self.projection = projection
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.projection, attr)
+
+
 def tracked_position(conn: Connection[Any], name: str) -> int:
     row = conn.execute("SELECT position FROM projection_tracking WHERE name = %s",
                        (name,)).fetchone()
@@ -117,16 +158,95 @@ class ProjectionRunner:
             finally:
                 conn.execute("SELECT pg_advisory_unlock(724001)")
 
-    def reset(self, names: Sequence[str] | None = None) -> None:
-        """Empties the named projections (all by default) so they rebuild from position 0."""
+    def reset(self, names: Sequence[str] | None = None, parts: int = 1) -> None:
+        """Empties the named projections (all by default) so they rebuild from position 0;
+        with ``parts`` > 1, as that many partitions (``catch_up_part``), each tracked from 0
+        in the same transaction."""
         self._forget()
         with psycopg.connect(self.conninfo) as conn, conn.transaction():
-            for p in self.projections:
-                if names and p.name not in names:
-                    continue
+            for p in self._named(names):
                 p.reset(conn)
-                conn.execute("DELETE FROM projection_tracking WHERE name = %s", (p.name,))
+                conn.execute("DELETE FROM projection_tracking WHERE name = %s"
+                             " OR (split_part(name, '#', 1) = %s AND name LIKE '%%#%%')",
+                             (p.name, p.name))
                 self.positions.pop(p.name, None)
+                if parts > 1:
+                    _track(conn, [(part_name(p.name, k, parts), 0, 0, 0) for k in range(parts)])
+
+    def _named(self, names: Sequence[str] | None) -> list[Projection]:
+        return [p for p in self.projections if not names or p.name in names]
+
+    # -- a rebuild in partitions --------------------------------------------------------------
+    def catch_up_part(self, part: int, parts: int, upto: int,
+                      names: Sequence[str] | None = None,
+                      progress: Callable[[int], None] | None = None) -> int:
+        """Applies the events up to ``upto`` of one of ``parts`` partitions of the records
+        (the source's ``partition``) to the named projections, tracked under their partition's
+        names; then tracks those at ``upto``: every event of the partition up to there is
+        applied (the tracking means that whether or not the last event was the partition's).
+        Holds the partition's lock meanwhile: a process of a rebuild whose leader has died may
+        still be running it (``finish_partitions`` waits for it)."""
+        with _partitions_locked(self.conninfo, [part]):
+            return self._catch_up_part(part, parts, upto, names, progress)
+
+    def _catch_up_part(self, part: int, parts: int, upto: int, names: Sequence[str] | None,
+                       progress: Callable[[int], None] | None = None) -> int:
+        partition = getattr(self.source, "partition", None)
+        if partition is None:
+            raise TypeError("this runner's source cannot read a partition of the records")
+        runner = ProjectionRunner(
+            self.conninfo, partition(part, parts, upto),
+            [_Part(p, part_name(p.name, part, parts)) for p in self._named(names)],
+            rebuild_batch_size=self.rebuild_batch_size, on_batch=self.on_batch)
+        applied = runner.catch_up(progress)
+        with psycopg.connect(self.conninfo) as conn, conn.transaction():
+            conn.execute("UPDATE projection_tracking SET position = %s, updated_at = now()"
+                         " WHERE name = ANY(%s) AND position < %s",
+                         (upto, [p.name for p in runner.projections], upto))
+        if progress is not None:
+            progress(upto)
+        return applied
+
+    def finish_partitions(self) -> bool:
+        """If a rebuild in partitions has not been finished (it was interrupted, or its
+        partitions are done), brings each partition of each projection to the furthest of
+        their positions, then, in one transaction, replaces their tracking rows by the
+        projection's own at that position. Views are not touched by the replacement: every
+        event is still applied exactly once. True when there was something to finish."""
+        rows = self._partition_rows()
+        if not rows:
+            return False
+        # Once no process of the rebuild runs a partition any more (their positions are final).
+        with _partitions_locked(self.conninfo, {_part_of(name)[1] for name, _ in rows}):
+            return self._finish_partitions(self._partition_rows())
+
+    def _partition_rows(self) -> list[tuple[str, int]]:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            return [(name, int(position)) for name, position in conn.execute(
+                "SELECT name, position FROM projection_tracking"
+                " WHERE split_part(name, '#', 1) = ANY(%s) AND name LIKE '%%#%%'",
+                ([p.name for p in self.projections],))]
+
+    def _finish_partitions(self, rows: list[tuple[str, int]]) -> bool:
+        if not rows:
+            return False
+        upto = max(int(position) for _, position in rows)
+        behind: dict[tuple[int, int], list[str]] = {}
+        for name, position in rows:
+            base, part, parts = _part_of(name)
+            if position < upto:
+                behind.setdefault((part, parts), []).append(base)
+        for (part, parts), names in sorted(behind.items()):
+            log.info("finishing a rebuild's partition", extra={
+                "partition": f"{part}/{parts}", "projections": names, "position": upto})
+            self._catch_up_part(part, parts, upto, names)
+        bases = sorted({_part_of(name)[0] for name, _ in rows})
+        with psycopg.connect(self.conninfo) as conn, conn.transaction():
+            conn.execute("DELETE FROM projection_tracking WHERE name = ANY(%s)",
+                         ([name for name, _ in rows],))
+            _track(conn, [(base, 0, upto, 0) for base in bases])
+        self._forget()
+        return True
 
     # -- running ------------------------------------------------------------------------
     def start(self) -> None:
@@ -183,6 +303,7 @@ class ProjectionRunner:
         self.is_leader = True
         _derived_commits(conn)
         self._forget()  # another leader may have written since
+        self.finish_partitions()  # a rebuild in partitions interrupted
         self._refresh_positions(conn)
         # Where it starts: a leader killed right after a commit never logged that batch; the
         # positions tracked here say what it had applied.
@@ -259,6 +380,7 @@ class ProjectionRunner:
         decoded, evolved, encoded). Still one transaction per batch with its tracking
         positions, committed in order; the next batch is handed over only once the one
         before it has committed, so what the preparation reads back is committed."""
+        self.finish_partitions()
         with psycopg.connect(self.conninfo, autocommit=True) as conn, \
                 psycopg.connect(self.conninfo, autocommit=True) as write_conn, \
                 _few_collections(), _prompt_handover(), \

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventsourcing.persistence import Notification
+from psycopg import sql
+from psycopg.rows import tuple_row
 
 from domain.budget import configure_categories
 from projections.budgets import BudgetsTable, BudgetWarningsProjection
@@ -94,9 +96,49 @@ class StoreSource:
         return [Envelope(n.id, event) for n, event in
                 zip(notifications, self.store.to_events(notifications), strict=True)]
 
+    def partition(self, part: int, parts: int, upto: int) -> PartitionSource:
+        return PartitionSource(self.store, part, parts, upto)
+
+
+class PartitionSource(StoreSource):
+    """The stored events up to ``upto`` of one of ``parts`` partitions of the records, for a
+    rebuild in several processes (``ProjectionRunner.catch_up_part``): a record's partition is
+    the last byte of its id (random in a uuid4 or uuid5) modulo ``parts``, so all its events go
+    to one process, in order. PostgreSQL skips the other partitions' rows: only this one's
+    are sent and decoded."""
+
+    def __init__(self, store: EventStore, part: int, parts: int, upto: int):
+        super().__init__(store)
+        self.part, self.parts, self.upto = part, parts, upto
+        self._select = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {schema}.{table} WHERE notification_id > %s AND notification_id <= %s"
+            " AND get_byte(uuid_send(originator_id), 15) %% %s = %s"
+            " ORDER BY notification_id LIMIT %s").format(
+            schema=sql.Identifier(store.datastore.schema),
+            table=sql.Identifier(store.recorder.events_table_name))
+
+    def fetch(self, after: int, limit: int) -> Sequence[Notification]:
+        with self.store.datastore.get_connection() as conn, \
+                conn.cursor(row_factory=tuple_row, binary=True) as curs:
+            curs.execute(self._select, (after, self.upto, self.parts, self.part, limit),
+                         prepare=True)
+            return [Notification(id=position, originator_id=record_id,
+                                 originator_version=version, topic=topic, state=bytes(state))
+                    for position, record_id, version, topic, state in curs.fetchall()]
+
 
 def make_source(store: EventStore) -> StoreSource:
     return StoreSource(store)
+
+
+def make_runner(settings: Settings, database: db.Database, store: EventStore,
+                ) -> ProjectionRunner:
+    return ProjectionRunner(database.conninfo, make_source(store), build_projections(store),
+                            batch_size=settings.projection_batch_size,
+                            rebuild_batch_size=settings.rebuild_batch_size,
+                            gather_seconds=settings.projection_gather_ms / 1000,
+                            on_batch=telemetry.record_projection_batch)
 
 
 def bootstrap(settings: Settings | None = None, database: db.Database | None = None, *,
@@ -109,11 +151,7 @@ def bootstrap(settings: Settings | None = None, database: db.Database | None = N
                        snapshot_interval=settings.snapshot_interval,
                        cache_size=settings.aggregate_cache_size,
                        create_schema=settings.create_schema)
-    runner = ProjectionRunner(database.conninfo, make_source(store), build_projections(store),
-                              batch_size=settings.projection_batch_size,
-                              rebuild_batch_size=settings.rebuild_batch_size,
-                              gather_seconds=settings.projection_gather_ms / 1000,
-                              on_batch=telemetry.record_projection_batch)
+    runner = make_runner(settings, database, store)
     if settings.create_schema:
         runner.create_tables()
     store.committed_listeners.append(runner.wake)

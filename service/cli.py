@@ -144,12 +144,21 @@ def token(user: Annotated[str, typer.Option("--user", "-u", help="User id (JWT s
 
 @app.command()
 def rebuild(projection: Annotated[list[str] | None, typer.Argument(
-        help="Projection names (default: all)")] = None) -> None:
+        help="Projection names (default: all)")] = None,
+            jobs: Annotated[int, typer.Option(
+                "--jobs", "-j", min=1, max=64,
+                help="Processes: the records split among them by id (2 on a 2-core machine: "
+                     "1.1-1.5x as fast)")] = 1,
+            resume: Annotated[bool, typer.Option(
+                help="Continue an interrupted rebuild (in as many processes as it had) "
+                     "instead of starting over")] = False) -> None:
     """Empty and rebuild projections from the event store, with progress."""
     import psycopg
 
     from projections.engine import LEADER_LOCK_KEY
     from service.bootstrap import bootstrap
+    from service.rebuild import PartitionFailed
+    from service.rebuild import rebuild as run_rebuild
 
     container = bootstrap(start_projector=False)
     runner = container.runner
@@ -170,12 +179,19 @@ def rebuild(projection: Annotated[list[str] | None, typer.Argument(
             container.close()
             raise typer.Exit(EXIT_NO)
         head = container.store.max_position()
-        runner.reset(projection or None)
         with Progress(TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn()) as bar:
             task = bar.add_task("events", total=head)
-            runner.catch_up(lambda pos: bar.update(task, completed=pos))
-    typer.echo(f"rebuilt {', '.join(projection or names)} up to position {runner.position}")
+            try:
+                done = run_rebuild(container, projection or None, jobs=jobs, resume=resume,
+                                   progress=lambda pos: bar.update(task, completed=pos))
+            except PartitionFailed as exc:
+                bar.stop()
+                typer.echo(str(exc), err=True)
+                container.close()
+                raise typer.Exit(EXIT_NO) from None
+    typer.echo(f"rebuilt {', '.join(projection or names)} up to position {done.position}"
+               + (f" in {done.parts} processes" if done.parts > 1 else ""))
     container.close()
 
 

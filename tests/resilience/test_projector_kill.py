@@ -10,52 +10,21 @@ the ordered rows of every projection table must equal the checksum after a clean
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import _fresh, make_settings
-from tests.resilience.scenarios import World, populate
 from tests.resilience.support import ServiceProcess, report
 
 pytestmark = pytest.mark.slow
 
-DEPARTMENTS = 16
 BATCH = 3  # small batches: many commits, so the kills land mid-rebuild
 ENV = {"OPSLEDGER_PROJECTION_BATCH_SIZE": str(BATCH),
        "OPSLEDGER_REBUILD_BATCH_SIZE": str(BATCH), "OPSLEDGER_RUN_STREAM_WORKERS": "false",
        "OPSLEDGER_DIGEST_INTERVAL_SECONDS": "0", "OPSLEDGER_LOG_LEVEL": "WARNING"}
-
-
-@pytest.fixture
-def history(fresh_database: Any, server: Any) -> Iterator[tuple[Any, list[str]]]:
-    """The database with a varied history and no projection run yet; the projection tables."""
-    from fastapi.testclient import TestClient
-
-    from projections.engine import ProjectionRunner
-    from service.bootstrap import bootstrap, build_projections
-    from service.main import create_app
-
-    container = bootstrap(make_settings(), fresh_database, start_projector=False)
-    try:
-        with TestClient(create_app(container=container)) as client:
-            populate(World(client, container.settings), DEPARTMENTS)
-        # The projection tables: those the projections create in an empty database.
-        with contextlib.contextmanager(_fresh)(server) as scratch:
-            ProjectionRunner(scratch.conninfo, lambda a, n: [],
-                             build_projections(container.store)).create_tables()
-            with psycopg.connect(scratch.conninfo) as conn:
-                tables = [r[0] for r in conn.execute(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-                    " ORDER BY tablename")]
-    finally:
-        container.close()
-    yield fresh_database, tables
 
 
 # The projector's working copy of a customer (a snapshot whose personal part is encrypted with
