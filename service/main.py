@@ -17,7 +17,6 @@ from service.graphql.schema import graphql_router
 from service.limits import BodySizeLimit
 from service.logs import AccessLogMiddleware
 from service.rest.audit import build_router as build_audit_router
-from service.rest.command_lane import CommandLane
 from service.rest.commands import build_router
 from service.rest.integrity import build_integrity_router
 from service.streams import feed, webhook_api
@@ -59,14 +58,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         app.state.container = container
     errors.install(app)
     limits = container.settings if container is not None else settings or get_settings()
-    commands = build_router()
-    # Innermost: the common command answered ahead of routing (command_lane.py).
-    app.add_middleware(CommandLane, routes=commands.routes)
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)  # 413, never a 500
     app.add_middleware(AccessLogMiddleware)  # inside FastAPI's telemetry: trace ids
     # GraphQL first: routes are matched in order, and its requests are the most frequent.
     app.include_router(graphql_router(), prefix="/graphql", include_in_schema=False)
-    app.include_router(commands)
+    app.include_router(build_router())
     app.include_router(build_audit_router())  # /audit/… and the /console page
     app.include_router(feed.build_router())  # /events, /events/stream (SSE), /events/consumers
     app.include_router(webhook_api.build_router())  # /webhooks/{id}/deliveries, …/secret

@@ -19,7 +19,7 @@ import contextvars
 import functools
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 from uuid import UUID
 
 import orjson
@@ -41,38 +41,20 @@ Prepare = Callable[[Request, BaseModel], Coroutine[Any, Any, dict[str, Any] | No
 class CommandRoute(APIRoute):
     """A command route whose endpoint carries ``fast_path = (body_model, prepare)``."""
 
-    def lane(self) -> Lane | None:
-        """What the command lane (``command_lane.py``) calls, when the endpoint has an
-        ``on_loop`` coroutine: ``arguments(request)`` gives the endpoint's arguments or None,
-        ``on_loop(**arguments)`` the answer or None (nothing written)."""
-        on_loop = getattr(self.endpoint, "on_loop", None)
-        arguments = self._arguments()
-        return None if on_loop is None or arguments is None else Lane(arguments, on_loop)
-
-    def _arguments(self) -> Callable[[Request], Coroutine[Any, Any, dict[str, Any] | None]] | None:
-        fast = getattr(self.endpoint, "fast_path", None)
-        if fast is None:
-            return None
-        body_model: type[BaseModel] = fast[0]
-        prepare: Prepare = fast[1]
-
-        async def arguments(request: Request) -> dict[str, Any] | None:
-            body = await _json_body(request, body_model)
-            return await prepare(request, body) if body is not None else None
-
-        return arguments
-
     def get_route_handler(self) -> Handler:
         standard = super().get_route_handler()
-        arguments = self._arguments()
-        if arguments is None:
+        fast = getattr(self.endpoint, "fast_path", None)
+        if fast is None:
             return standard
+        body_model: type[BaseModel] = fast[0]
+        prepare: Prepare = fast[1]
         endpoint = self.endpoint
         # An endpoint may also have a coroutine that answers without a thread when it can.
         on_loop = getattr(endpoint, "on_loop", None)
 
         async def handler(request: Request) -> Response:
-            kwargs = await arguments(request)
+            body = await _json_body(request, body_model)
+            kwargs = await prepare(request, body) if body is not None else None
             if kwargs is None:
                 return await standard(request)  # FastAPI's handling, FastAPI's refusals
             if on_loop is not None:
@@ -88,11 +70,6 @@ class CommandRoute(APIRoute):
             return response
 
         return handler
-
-
-class Lane(NamedTuple):
-    arguments: Callable[[Request], Coroutine[Any, Any, dict[str, Any] | None]]
-    on_loop: Callable[..., Coroutine[Any, Any, Response | None]]
 
 
 async def _json_body(request: Request, model: type[BaseModel]) -> BaseModel | None:
