@@ -90,7 +90,7 @@ def part_name(name: str, part: int, parts: int) -> str:
     return f"{name}#{part}/{parts}"
 
 
-def _part_of(name: str) -> tuple[str, int, int]:
+def part_of(name: str) -> tuple[str, int, int]:
     """A partition's tracking name: the projection's name, the part, how many parts."""
     base, _, fraction = name.partition("#")
     part, _, parts = fraction.partition("/")
@@ -213,19 +213,21 @@ class ProjectionRunner:
         their positions, then, in one transaction, replaces their tracking rows by the
         projection's own at that position. Views are not touched by the replacement: every
         event is still applied exactly once. True when there was something to finish."""
-        rows = self._partition_rows()
+        rows = self.partition_rows()
         if not rows:
             return False
         # Once no process of the rebuild runs a partition any more (their positions are final).
-        with _partitions_locked(self.conninfo, {_part_of(name)[1] for name, _ in rows}):
-            return self._finish_partitions(self._partition_rows())
+        with _partitions_locked(self.conninfo, {part_of(name)[1] for name, _ in rows}):
+            return self._finish_partitions(self.partition_rows())
 
-    def _partition_rows(self) -> list[tuple[str, int]]:
+    def partition_rows(self, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
+        """The tracking rows (name, position) of an unfinished rebuild in partitions of the
+        named projections (all by default)."""
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
             return [(name, int(position)) for name, position in conn.execute(
                 "SELECT name, position FROM projection_tracking"
                 " WHERE split_part(name, '#', 1) = ANY(%s) AND name LIKE '%%#%%'",
-                ([p.name for p in self.projections],))]
+                ([p.name for p in self._named(names)],))]
 
     def _finish_partitions(self, rows: list[tuple[str, int]]) -> bool:
         if not rows:
@@ -233,14 +235,14 @@ class ProjectionRunner:
         upto = max(int(position) for _, position in rows)
         behind: dict[tuple[int, int], list[str]] = {}
         for name, position in rows:
-            base, part, parts = _part_of(name)
+            base, part, parts = part_of(name)
             if position < upto:
                 behind.setdefault((part, parts), []).append(base)
         for (part, parts), names in sorted(behind.items()):
             log.info("finishing a rebuild's partition", extra={
                 "partition": f"{part}/{parts}", "projections": names, "position": upto})
             self._catch_up_part(part, parts, upto, names)
-        bases = sorted({_part_of(name)[0] for name, _ in rows})
+        bases = sorted({part_of(name)[0] for name, _ in rows})
         with psycopg.connect(self.conninfo) as conn, conn.transaction():
             conn.execute("DELETE FROM projection_tracking WHERE name = ANY(%s)",
                          ([name for name, _ in rows],))

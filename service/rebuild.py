@@ -27,8 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import psycopg
-
+from projections.engine import part_of
 from service.bootstrap import Container
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,17 +77,11 @@ def _unfinished(container: Container, names: Sequence[str] | None,
                 ) -> tuple[int, list[str] | None]:
     """How many partitions the interrupted rebuild of the named projections had (1: none
     left), and the projections it was rebuilding."""
-    known = [p.name for p in container.runner.projections if not names or p.name in names]
-    with psycopg.connect(container.database.conninfo) as conn:
-        rows = conn.execute("SELECT name FROM projection_tracking"
-                            " WHERE split_part(name, '#', 1) = ANY(%s) AND name LIKE '%%#%%'",
-                            (known,)).fetchall()
-    if not rows:
+    rows = [part_of(name) for name, _ in container.runner.partition_rows(names)]
+    parts = {parts for _, _, parts in rows}
+    if len(parts) != 1:  # none left (or, not expected: reset starts each rebuild afresh)
         return 1, list(names) if names else None
-    parts = {int(name.rpartition("/")[2]) for name, in rows}
-    if len(parts) != 1:  # (reset starts every partitioned rebuild afresh: not expected)
-        return 1, list(names) if names else None
-    return parts.pop(), sorted({name.partition("#")[0] for name, in rows})
+    return parts.pop(), sorted({base for base, _, _ in rows})
 
 
 def _in_partitions(container: Container, parts: int, upto: int, names: Sequence[str] | None,

@@ -10,11 +10,11 @@ the risks rebuilt as of then (``fetch_as_of``); "today" is then the moment's UTC
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 from uuid import UUID
 
 import strawberry
@@ -37,6 +37,8 @@ from service.graphql.context import GraphQLContext, ReadError
 from service.graphql.convert import from_doc
 from service.graphql.nodes import Node, global_id
 from service.graphql.pagination import Connection, Keyset, SortDirection, connection, page_size
+
+T = TypeVar("T")
 
 TODAY = "(now() AT TIME ZONE 'UTC')::date"
 
@@ -477,16 +479,26 @@ async def list_risks(info: Info[GraphQLContext, None], first: int | None, after:
     order = order_by or RiskOrder()
     keyset = Keyset(order.field.value, ORDER_TYPES[order.field.value],
                     order.direction == SortDirection.DESC)
-    size = page_size(first)
     today = _today(as_of)
     where, params = _conditions(filter, today=today)
+    return await _keyset_page(info, as_of, keyset, first, after,
+                              f"r.{keyset.column}, {_risk_columns(today)}",
+                              f"FROM risks r{where}", params, Risk.from_row)
+
+
+async def _keyset_page(info: Info[GraphQLContext, None], as_of: datetime | None,
+                       keyset: Keyset, first: int | None, after: str | None, columns: str,
+                       source: str, params: list[Any], make_node: Callable[[Any], T],
+                       ) -> Connection[T]:
+    """A page of ``SELECT columns source`` in the keyset's order after the cursor, with the
+    total count: on the live tables, or as of a moment over the risks rebuilt as of then."""
+    size = page_size(first)
     after_sql, after_params = keyset.after_sql(after)
-    inner = f"SELECT r.{keyset.column}, {_risk_columns(today)} FROM risks r{where}"
     rows, counted = await fetch_as_of(info, as_of, [RisksTable()], [
-        (f"SELECT * FROM ({inner}) t WHERE true{after_sql} ORDER BY {keyset.order_sql()}"
-         " LIMIT %s", [*params, *after_params, size + 1]),
-        (f"SELECT count(*) AS n FROM risks r{where}", params)])
-    return connection(rows, size, keyset, counted[0]["n"], Risk.from_row, bool(after))
+        (f"SELECT * FROM (SELECT {columns} {source}) t WHERE true{after_sql}"
+         f" ORDER BY {keyset.order_sql()} LIMIT %s", [*params, *after_params, size + 1]),
+        (f"SELECT count(*) AS n {source}", params)])
+    return connection(rows, size, keyset, counted[0]["n"], make_node, bool(after))
 
 
 async def risk_by_id(info: Info[GraphQLContext, None], record_id: UUID,
@@ -536,21 +548,16 @@ async def overdue_actions(info: Info[GraphQLContext, None], first: int | None,
     judged on that moment's UTC date."""
     await _ready(info, None if as_of else wait_for_position)
     keyset = Keyset("due_date", "date", descending=False)
-    size = page_size(first)
     today = _today(as_of)
     where, params = _conditions(filter, open_by_default=True, today=today)
     where += f" AND a.status NOT IN ('done', 'cancelled') AND a.due_date < {today}"
     if action_owner is not None:
         where += " AND a.owner = %s"
         params.append(action_owner)
-    source = f"FROM risk_actions a JOIN risks r ON r.id = a.risk_id{where}"
-    after_sql, after_params = keyset.after_sql(after)
-    rows, counted = await fetch_as_of(info, as_of, [RisksTable()], [
-        (f"SELECT * FROM (SELECT a.id, a.due_date, a.risk_id, a.doc, {today} AS today {source})"
-         f" t WHERE true{after_sql} ORDER BY {keyset.order_sql()} LIMIT %s",
-         [*params, *after_params, size + 1]),
-        (f"SELECT count(*) AS n {source}", params)])
-    return connection(rows, size, keyset, counted[0]["n"], _action_node, bool(after))
+    return await _keyset_page(info, as_of, keyset, first, after,
+                              f"a.id, a.due_date, a.risk_id, a.doc, {today} AS today",
+                              f"FROM risk_actions a JOIN risks r ON r.id = a.risk_id{where}",
+                              params, _action_node)
 
 
 def _warning_node(row: dict[str, Any]) -> RiskWarning:
@@ -564,15 +571,10 @@ async def open_warnings(info: Info[GraphQLContext, None], first: int | None,
     """Open warnings; as of a moment, over the risks rebuilt as of then."""
     await _ready(info, None if as_of else wait_for_position)
     keyset = Keyset("raised_at", "timestamptz", descending=True)
-    size = page_size(first)
     where, params = _conditions(filter, open_by_default=True, today=_today(as_of))
     where += (" AND w.reassessment_n IS NULL" if include_acknowledged
               else " AND w.acknowledged_at IS NULL")
-    source = f"FROM risk_warnings w JOIN risks r ON r.id = w.risk_id{where}"
-    after_sql, after_params = keyset.after_sql(after)
-    rows, counted = await fetch_as_of(info, as_of, [RisksTable()], [
-        (f"SELECT * FROM (SELECT w.id, w.raised_at, w.risk_id, w.doc {source})"
-         f" t WHERE true{after_sql} ORDER BY {keyset.order_sql()} LIMIT %s",
-         [*params, *after_params, size + 1]),
-        (f"SELECT count(*) AS n {source}", params)])
-    return connection(rows, size, keyset, counted[0]["n"], _warning_node, bool(after))
+    return await _keyset_page(info, as_of, keyset, first, after,
+                              "w.id, w.raised_at, w.risk_id, w.doc",
+                              f"FROM risk_warnings w JOIN risks r ON r.id = w.risk_id{where}",
+                              params, _warning_node)

@@ -38,6 +38,14 @@ def run(database: Any, procs: list[ServiceProcess], *command: str,
     return proc
 
 
+def rebuilt_in_one(database: Any, procs: list[ServiceProcess], tables: list[str],
+                   ) -> dict[str, str]:
+    """The views' checksums after a rebuild in one process (what every other must give)."""
+    single = run(database, procs, "rebuild")
+    assert single.wait(120) == 0, single.log()
+    return checksums(database.conninfo, tables)
+
+
 def test_a_rebuild_in_two_processes_gives_the_views_of_one(
         history: tuple[Any, list[str]]) -> None:
     database, tables = history
@@ -45,9 +53,7 @@ def test_a_rebuild_in_two_processes_gives_the_views_of_one(
     head = positions(conninfo)[0]
     procs: list[ServiceProcess] = []
     try:
-        single = run(database, procs, "rebuild")
-        assert single.wait(120) == 0, single.log()
-        in_one = checksums(conninfo, tables)
+        in_one = rebuilt_in_one(database, procs, tables)
         parallel = run(database, procs, "rebuild", "--jobs", "2")
         assert parallel.wait(120) == 0, parallel.log()
         assert "in 2 processes" in parallel.log()
@@ -81,9 +87,7 @@ def test_a_partition_killed_mid_rebuild_is_resumed_to_the_same_views(
     head = positions(conninfo)[0]
     procs: list[ServiceProcess] = []
     try:
-        clean = run(database, procs, "rebuild")
-        assert clean.wait(120) == 0, clean.log()
-        in_one = checksums(conninfo, tables)
+        in_one = rebuilt_in_one(database, procs, tables)
 
         # Small batches: many commits, so the kill lands mid-partition.
         parent = run(database, procs, "rebuild", "--jobs", "2", env=ENV)
