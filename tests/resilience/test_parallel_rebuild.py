@@ -123,3 +123,33 @@ def test_a_partition_killed_mid_rebuild_is_resumed_to_the_same_views(
     report(f"rebuild partition kill -9, resumed by {resumed_by}", events=head,
            killed_at=at_kill["records#1/2"], differing_tables=len(differing))
     assert differing == []
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_partition_reads_exactly_its_records_events_in_order(
+        history: tuple[Any, list[str]], parts: int) -> None:
+    """Read batch by batch (window by window of positions underneath, some holding none of
+    the partition's events), each partition gives its records' events up to the bound, in
+    order, each once; together, every event."""
+    from service.bootstrap import PartitionSource
+    from service.store import EventStore
+
+    database, _ = history
+    store = EventStore(database, pool_size=2)
+    try:
+        every = store.notifications(0, 1_000_000)
+        upto = every[-1].id - 5
+        assert len(every) > 100
+        seen = []
+        for part in range(parts):
+            source, read, after = PartitionSource(store, part, parts, upto), [], 0
+            while batch := source.fetch(after, 7):
+                assert len(batch) <= 7
+                read += batch
+                after = batch[-1].id
+            assert [n.id for n in read] == [n.id for n in every if n.id <= upto
+                                            and n.originator_id.bytes[15] % parts == part]
+            seen += [n.id for n in read]
+        assert sorted(seen) == [n.id for n in every if n.id <= upto]
+    finally:
+        store.close()
