@@ -36,11 +36,63 @@ class DateAsISO(Transcoding):
 
 
 class FastJSONTranscoder(JSONTranscoder):
-    """The library's JSON transcoder, decoding with orjson: the same objects, about twice as
-    fast (decoding events was a third of a rebuild's CPU). Encoding is the library's own, so
-    stored bytes do not change. What orjson refuses (NaN, lone surrogates) or may not give
-    exactly (integers past 64 bits, which it reads as floats: any float that large sends the
-    document back) is decoded by the library's decoder."""
+    """The library's JSON transcoder, with orjson underneath: the same bytes and the same
+    objects, faster (decoding events was a third of a rebuild's CPU, encoding record states
+    another seventh).
+
+    Decoding: what orjson refuses (NaN, lone surrogates) or may not give exactly (integers
+    past 64 bits, which it reads as floats: any float that large sends the document back) is
+    decoded by the library's decoder. Encoding: the values the library would hand to a
+    transcoding (a UUID, a Decimal, a date …) are replaced, in a copy, by the library's own
+    ``{"_type_", "_data_"}`` objects, and orjson writes the rest, byte for byte what the
+    library's ``json`` encoder writes for strings, integers, booleans and null
+    (``tests/unit/test_codec.py``). Anything else — a float, a key that is not a string, a
+    subclass, an integer past 64 bits — is encoded by the library's encoder, as before."""
+
+    def encode(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(self._plain_list([obj])[0])
+        except (_Unplain, orjson.JSONEncodeError):
+            return super().encode(obj)
+
+    def _plain_dict(self, d: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in d.items():
+            if type(key) is not str:
+                raise _Unplain
+            kind = type(value)
+            if kind is str or kind is int or kind is bool or value is None:
+                out[key] = value
+            elif kind is dict:
+                out[key] = self._plain_dict(value)
+            elif kind is list or kind is tuple:
+                out[key] = self._plain_list(value)
+            else:
+                out[key] = self._transcoded(value, kind)
+        return out
+
+    def _plain_list(self, items: list[Any] | tuple[Any, ...]) -> list[Any]:
+        out = []
+        for value in items:
+            kind = type(value)
+            if kind is str or kind is int or kind is bool or value is None:
+                out.append(value)
+            elif kind is dict:
+                out.append(self._plain_dict(value))
+            elif kind is list or kind is tuple:
+                out.append(self._plain_list(value))
+            else:
+                out.append(self._transcoded(value, kind))
+        return out
+
+    def _transcoded(self, value: Any, kind: type) -> dict[str, Any]:
+        transcoding = self.types.get(kind)
+        if transcoding is None:  # a float, a subclass, an unknown type: the library's way
+            raise _Unplain
+        data = transcoding.encode(value)
+        if type(data) is not str:
+            data = self._plain_list([data])[0]
+        return {"_type_": transcoding.name, "_data_": data}
 
     def decode(self, data: bytes) -> Any:
         try:
@@ -80,6 +132,10 @@ _INT64 = 2.0 ** 63
 
 
 class _Inexact(Exception):
+    pass
+
+
+class _Unplain(Exception):
     pass
 
 

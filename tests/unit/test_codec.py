@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 from uuid import uuid4
 
@@ -30,7 +31,20 @@ VALUES: list[Any] = [
     [uuid4(), {"nested": [date(2020, 2, 29)]}, []],
     "plain", 7, None,
     {"_type_": "not a transcoding, three keys", "_data_": 1, "other": 2},
+    # no float: orjson writes it all
+    {"id": uuid4(), "at": datetime(2026, 11, 21, tzinfo=UTC), "due": date(2026, 12, 1),
+     "amount": Decimal("-0.10"), "tasks": ({"done": False, "n": 2**63 - 1}, ["a", None]),
+     "text": "控制 \x00\x1f\x7f \u2028 \U0001F600 \"q\" \\ / \t", "": -2**63},
 ]
+
+
+class Colour(StrEnum):
+    RED = "red"
+
+
+# What orjson would write differently (or not at all): the library's encoder writes it.
+LIBRARY_ONLY: list[Any] = [{"f": 0.1}, {1: "int key"}, {"big": 2**70}, {"colour": Colour.RED},
+                           [True, {"k": [1e16]}]]
 
 
 @pytest.mark.parametrize("value", VALUES)
@@ -42,6 +56,26 @@ def test_decoding_with_orjson_gives_the_library_decoders_objects(value: Any) -> 
     decoded = fast.decode(data)
     assert decoded == library.decode(data)
     assert json.dumps(decoded, default=repr) == json.dumps(library.decode(data), default=repr)
+
+
+@pytest.mark.parametrize("value", LIBRARY_ONLY)
+def test_what_orjson_would_write_otherwise_is_encoded_by_the_library(value: Any) -> None:
+    assert make_mapper().transcoder.encode(value) == library_transcoder().encode(value)
+
+
+def test_a_plain_document_is_written_by_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = make_mapper().transcoder
+    expected = library_transcoder().encode(VALUES[-1])
+    monkeypatch.setattr(JSONTranscoder, "encode", lambda self, obj: pytest.fail("library"))
+    assert fast.encode(VALUES[-1]) == expected
+
+
+def test_what_neither_can_encode_is_refused_as_by_the_library() -> None:
+    for value in ({"s": "\ud800"}, {"x": object()}):
+        with pytest.raises(Exception) as library:
+            library_transcoder().encode(value)
+        with pytest.raises(type(library.value)):
+            make_mapper().transcoder.encode(value)
 
 
 @pytest.mark.parametrize("data", [b'{"big": 123456789012345678901234567890}', b'[NaN, 1]',
