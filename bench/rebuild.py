@@ -208,7 +208,7 @@ def main() -> None:
                         default=[seed_amount("25k")],
                         help="further store sizes whose rebuild peak RSS is compared with the "
                              "main run's (each seeded in its own database)")
-    parser.add_argument("--jobs", type=int, default=2,
+    parser.add_argument("--jobs", type=int, default=3,
                         help="processes of the rebuild measured (the single-process rebuild "
                              "is measured too, on the same events)")
     parser.add_argument("--database-url")
