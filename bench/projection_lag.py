@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
@@ -53,7 +54,8 @@ from bench.load import RawClient
 GQL = "query($id: ID!, $pos: Int) { project(id: $id, waitForPosition: $pos) { version } }"
 
 
-async def run(url: str, conninfo: str, args: argparse.Namespace) -> dict[str, Any]:
+async def run(url: str, read_url: str, conninfo: str, args: argparse.Namespace,
+              ) -> dict[str, Any]:
     import psycopg
 
     users = [f"lag{i:02d}" for i in range(16)]
@@ -62,7 +64,7 @@ async def run(url: str, conninfo: str, args: argparse.Namespace) -> dict[str, An
                           max_keepalive_connections=args.connections)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client, \
             httpx.AsyncClient(base_url=url, timeout=60) as monitor_client, \
-            httpx.AsyncClient(base_url=url, timeout=60,
+            httpx.AsyncClient(base_url=read_url, timeout=60,
                               limits=httpx.Limits(max_connections=8)) as gql_client:
         # records, each owned by one user (the proposer edits its draft)
         free: deque[tuple[str, str]] = deque()
@@ -207,6 +209,10 @@ def main() -> None:
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw",
                         help="the commands' HTTP client: bench/load.py's minimal one (~0.05 ms "
                              "of CPU per request) or httpx (~0.65 ms, on the same 2 cores)")
+    parser.add_argument("--read-server", action="store_true",
+                        help="GraphQL reads served by an API process of their own (the query "
+                             "side deployed apart from the command side), not by the one "
+                             "taking the commands")
     parser.add_argument("--database-url")
     args = parser.parse_args()
     print(f"machine: {machine_label()}")
@@ -215,11 +221,18 @@ def main() -> None:
         env = service_env(database)
         with projection_worker(env, args.projector == "process"), \
                 Server("service.main:create_app", factory=True, env=env,
-                       workers=args.workers) as s:
+                       workers=args.workers) as s, contextlib.ExitStack() as stack:
             s.wait_ready("/readyz", timeout=120)
+            read = s
+            if args.read_server:  # no projector, no stream workers: it only answers reads
+                read = stack.enter_context(Server(
+                    "service.main:create_app", factory=True, env={
+                        **env, "OPSLEDGER_RUN_PROJECTOR": "false",
+                        "OPSLEDGER_RUN_STREAM_WORKERS": "false"}))
+                read.wait_ready("/readyz", timeout=120)
             import uvloop
 
-            result = uvloop.run(run(s.url, database.conninfo, args))
+            result = uvloop.run(run(s.url, read.url, database.conninfo, args))
     ok = result["statuses"].get(200, 0)
     rate = ok / result["elapsed"]
     print(f"\nopen loop: {result['sent']:,} commands scheduled at {args.rate:,.0f}/s over "
@@ -229,7 +242,8 @@ def main() -> None:
     print(f"  command latency (from its scheduled time) {summary_ms(result['latencies'])}")
     print(f"  ack → projected (all)     {summary_ms(result['lag'])}   "
           f"(n={len(result['lag']):,}, positions read every {args.poll_ms:g} ms)")
-    print(f"  ack → GraphQL read-your-write (1 in {args.sample_every})  "
+    print(f"  ack → GraphQL read-your-write (1 in {args.sample_every}"
+          f"{', read server of its own' if args.read_server else ''})  "
           f"{summary_ms(result['gql_lag'])}   (n={len(result['gql_lag'])}, "
           f"wrong or failed {result['gql_bad']})")
     p99 = percentile(result["lag"], 0.99) * 1000 if result["lag"] else float("inf")
