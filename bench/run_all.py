@@ -22,7 +22,7 @@ from bench.common import ROOT, machine_label
 QUICK: dict[str, list[str]] = {
     "command_path": [],
     "rebuild": [],
-    "projection_lag": ["--projector", "process"],
+    "projection_lag": ["--projector", "process", "--read-server"],
     "asof_latency": ["--events", "10000", "--samples", "500"],
     "verify_bench": ["-n", "200000"],
     "graphql_reads": [],
@@ -31,7 +31,7 @@ QUICK: dict[str, list[str]] = {
 FULL: dict[str, list[str]] = {
     "command_path": ["--duration", "30"],
     "rebuild": ["--events", "1M", "--memory-sizes", "100k", "--baseline-events", "50k"],
-    "projection_lag": ["--duration", "30", "--projector", "process"],
+    "projection_lag": ["--duration", "30", "--projector", "process", "--read-server"],
     "asof_latency": ["--events", "10000", "--samples", "1000", "--naive-samples", "100"],
     "verify_bench": ["-n", "1000000"],
     "graphql_reads": ["--events", "1M", "--duration", "30"],
