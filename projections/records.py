@@ -145,12 +145,14 @@ class RecordsProjection:
         if prefetch is not None and rows:
             prefetch([StoredEvent(rid, version, SNAPSHOT_TOPIC, bytes(state))
                       for rid, version, state, _, _ in rows])
-        for rid, version, state, view_items, count in rows:
+        while rows:  # each row let go once read: a year's budget is megabytes
+            rid, version, state, view_items, count = rows.pop()
             record = records[rid] = thaw(self.mapper, rid, version, bytes(state))
             if view_items is not None:
                 g = _Grown.of(self.mapper, record, bytes(state), view_items, count)
                 if g is not None:
                     grown[rid] = g
+            del state, view_items
         last_position: dict[UUID, int] = {}
         for env in batch:
             event = env.event
@@ -275,8 +277,8 @@ class _Grown:
         if new:
             state_new = mapper.transcoder.encode(new)[1:-1]
             view_new = view_json([jsonable(v) for v in new])[1:-1]
-            state_items = state_items + b"," + state_new if state_items else state_new
-            view_items = view_items + b"," + view_new if view_items else view_new
+            state_items = b",".join((state_items, state_new)) if state_items else state_new
+            view_items = b",".join((view_items, view_new)) if view_items else view_new
         return (b"".join((parts[0], b"[", state_items, b"]", parts[1])),
                 encoded_jsonb(b"".join((view[0], b"[", view_items, b"]", view[1]))),
                 _Grown(self.name, items, state_items, view_items))
