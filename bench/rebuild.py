@@ -38,6 +38,7 @@ from uuid import UUID
 
 from bench.common import ROOT, fresh_database, machine_label, rss_mb, server_label, verdict
 from bench.seed import seed, seed_amount
+from projections.checksums import projection_tables, view_checksums
 from service.database import Database
 
 # -- children ---------------------------------------------------------------------------------
@@ -66,48 +67,17 @@ def child_rebuild(url: str, jobs: int) -> dict[str, Any]:
                 "peaks": [peak] + [p.peak_mb for p in done.processes],
                 "cpus": [cpu] + [p.cpu_seconds for p in done.processes],
                 "projections": [p.name for p in container.runner.projections],
-                "checksum": views_checksum(url, projection_tables(container.runner))}
+                "checksum": views_checksum(url, container.runner.projections)}
     finally:
         container.close()
 
 
-# A customer's working copy in record_state is encrypted with a fresh nonce each time it is
-# written: never byte-identical by design (its view, ``doc``, is compared).
-OPAQUE = {("record_state", "state"): "CASE WHEN record_type = 'customer' THEN NULL ELSE state END"}
-
-
-def projection_tables(runner: Any) -> list[str]:
-    """The tables the projections write (a records projection's and its record tables')."""
-    tables = ["projection_tracking"]
-    for p in runner.projections:
-        if p.name == "records":
-            tables += ["record_state"] + [n for t in p.tables.values() for n in t.tables]
-        else:
-            tables.append(p.name)
-    return sorted(tables)
-
-
-def views_checksum(url: str, tables: list[str]) -> str:
-    """md5 over the ordered rows of every projection table (and the tracking positions)."""
+def views_checksum(url: str, projections: list[Any]) -> str:
+    """One md5 over the checksums of every projection table (``projections.checksums``)."""
     import hashlib
 
-    import psycopg
-
-    digest = hashlib.md5()
-    with psycopg.connect(Database(url=url).conninfo) as conn:
-        for table in tables:
-            if table == "projection_tracking":  # its updated_at is wall-clock time
-                query = ("SELECT md5(coalesce(string_agg(name || ':' || position, ','"
-                         " ORDER BY name), '')) FROM projection_tracking")
-            else:
-                columns = [OPAQUE.get((table, c), f'"{c}"') for c, in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
-                    " AND table_schema = 'public' ORDER BY ordinal_position", (table,))]
-                query = (f"SELECT md5(coalesce(string_agg(r::text, E'\\n' ORDER BY r::text),"
-                         f" '')) || ':' || count(*) FROM (SELECT {', '.join(columns)}"
-                         f" FROM \"{table}\") r")
-            digest.update(f"{table}={conn.execute(query).fetchone()[0]};".encode())  # type: ignore[index]
-    return digest.hexdigest()
+    sums = view_checksums(Database(url=url).conninfo, projection_tables(projections))
+    return hashlib.md5("".join(f"{t}={c};" for t, c in sums.items()).encode()).hexdigest()
 
 
 def child_baseline(url: str, events: int) -> dict[str, Any]:

@@ -55,37 +55,32 @@ class FastJSONTranscoder(JSONTranscoder):
         except (_Unplain, orjson.JSONEncodeError):
             return super().encode(obj)
 
+    # The walks test the common scalars inline (a record's state is mostly those) and hand
+    # anything else to ``_plain``.
     def _plain_dict(self, d: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for key, value in d.items():
             if type(key) is not str:
                 raise _Unplain
             kind = type(value)
-            if kind is str or kind is int or kind is bool or value is None:
-                out[key] = value
-            elif kind is dict:
-                out[key] = self._plain_dict(value)
-            elif kind is list or kind is tuple:
-                out[key] = self._plain_list(value)
-            else:
-                out[key] = self._transcoded(value, kind)
+            out[key] = (value if kind is str or kind is int or kind is bool or value is None
+                        else self._plain(value, kind))
         return out
 
     def _plain_list(self, items: list[Any] | tuple[Any, ...]) -> list[Any]:
         out = []
         for value in items:
             kind = type(value)
-            if kind is str or kind is int or kind is bool or value is None:
-                out.append(value)
-            elif kind is dict:
-                out.append(self._plain_dict(value))
-            elif kind is list or kind is tuple:
-                out.append(self._plain_list(value))
-            else:
-                out.append(self._transcoded(value, kind))
+            out.append(value if kind is str or kind is int or kind is bool or value is None
+                       else self._plain(value, kind))
         return out
 
-    def _transcoded(self, value: Any, kind: type) -> dict[str, Any]:
+    def _plain(self, value: Any, kind: type) -> Any:
+        """A container's plain copy, or a value as the library's transcoding object."""
+        if kind is dict:
+            return self._plain_dict(value)
+        if kind is list or kind is tuple:
+            return self._plain_list(value)
         transcoding = self.types.get(kind)
         if transcoding is None:  # a float, a subclass, an unknown type: the library's way
             raise _Unplain

@@ -148,8 +148,8 @@ class CustomersTable:
         conn.execute(CUSTOMERS_SQL)
 
     def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
-        values = [(c.id, getattr(c, "name", None), getattr(c, "kind", None), c.status,  # type: ignore[attr-defined]
-                   c.department, getattr(c, "credit_code", None),  # type: ignore[attr-defined]
+        values = [(c.id, getattr(c, "name", None), getattr(c, "kind", None), c.status,
+                   c.department, getattr(c, "credit_code", None),
                    getattr(c, "industry", None), getattr(c, "segment", None),
                    getattr(c, "account_owner", None), getattr(c, "acquisition_channel", None),
                    c.created_on, c.modified_on, c.version, position, doc_jsonb(doc))

@@ -345,6 +345,7 @@ class ProjectionRunner:
             return False
         work = [(p, todo) for p in self.projections
                 if (todo := [e for e in batch if e.position > self.positions.get(p.name, 0)])]
+        spans = _spans(work)
         timings: list[int] = []
         try:
             # One transaction for the batch: every projection's rows and its tracking position
@@ -355,11 +356,11 @@ class ProjectionRunner:
                     with _span(p, todo):
                         p.apply(conn, todo)
                     timings.append(int((time.monotonic() - t0) * 1e6))
-                _track(conn, _spans(work))
+                _track(conn, spans)
         except BaseException:
             self._forget()  # whatever a projection kept in memory for this batch is void
             raise
-        self._committed(_spans(work), timings)
+        self._committed(spans, timings)
         return True
 
     def _committed(self, spans: Sequence[_Span], timings: Sequence[int]) -> None:
@@ -438,7 +439,7 @@ class ProjectionRunner:
 def _prepare(p: Projection, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
     prepare = getattr(p, "prepare", None)
     if prepare is not None:
-        return prepare(conn, batch)  # type: ignore[no-any-return]
+        return prepare(conn, batch)
     return lambda write_conn: p.apply(write_conn, batch)
 
 

@@ -197,8 +197,6 @@ class RecordsProjection:
                 writes.pop(0)(conn)
         return write
 
-    # The state of the records to evolve; for the record types of APPEND_ONLY, also the JSON
-    # view of their append-only list as stored (PostgreSQL's text of it) and its length.
     def forget_older(self) -> None:
         """Forgets every record but those of the last batch prepared, and, when the next
         batch is prepared, those of them it does not touch (a rebuild passes each record about
@@ -208,6 +206,8 @@ class RecordsProjection:
         self._cache = OrderedDict((rid, self._cache[rid]) for rid in self._last)
         self._only_touched = True
 
+    # The state of the records to evolve; for the record types of APPEND_ONLY, also the JSON
+    # view of their append-only list as stored (PostgreSQL's text of it) and its length.
     _select_state = (
         "SELECT id, version, state, CASE record_type {whens} END, CASE record_type {counts} END"
         " FROM record_state WHERE id = ANY(%s)").format(

@@ -196,8 +196,8 @@ def fastapi_telemetry() -> TelemetryConfig:
     # every request.
     return {"exclude": lambda scope: scope.get("path") in NOT_TRACED_PATHS,
             "operation_spans": False, "logs": False,
-            "tracer_provider": trace.get_tracer_provider(),  # type: ignore[typeddict-item]
-            "meter_provider": metrics.get_meter_provider()}  # type: ignore[typeddict-item]
+            "tracer_provider": trace.get_tracer_provider(),
+            "meter_provider": metrics.get_meter_provider()}
 
 
 def flush(timeout_millis: int = 5000) -> None:

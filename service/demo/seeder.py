@@ -106,7 +106,7 @@ def _seeded_ids() -> Iterator[None]:
     patched = [m for m in modules if getattr(m, "uuid4", None) is uuid.uuid4]
     for module in patched:
         module.uuid4 = _uuid4  # type: ignore[attr-defined]
-    assert eventsourcing.domain.uuid4 is _uuid4  # type: ignore[attr-defined]
+    assert eventsourcing.domain.uuid4 is _uuid4
     try:
         yield
     finally:

@@ -52,7 +52,7 @@ def _leaf(field: GraphQLField) -> Leaf | None:
     if not is_leaf_type(kind):
         return None
     return (definition.default_resolver, definition.python_name,
-            kind.coerce_output_value, non_null)  # type: ignore[union-attr]
+            kind.coerce_output_value, non_null)
 
 
 def _plan(parent_type: GraphQLObjectType) -> dict[str, Leaf]:

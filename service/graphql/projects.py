@@ -335,6 +335,8 @@ _ALWAYS_KEYS = frozenset({"id", "customer_id", "currency", "requested_budget",
 # document again; ``doc - keys`` costs more than it saves).
 _DOC_SUBSET = ("(SELECT jsonb_object_agg(key, value) FROM jsonb_each(doc)"
                " WHERE key = ANY(%s)) AS doc")
+
+
 def _asked_keys(info: Info[GraphQLContext, None], fields: list[FieldNode] | None,
                 ) -> list[str] | None:
     """The top-level keys of the project documents the selected fields read: a page asks for

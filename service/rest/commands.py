@@ -209,7 +209,7 @@ def _update_endpoint(spec: CommandSpec) -> Any:
             expected = parse_if_match(if_match)
         except HTTPException:
             return None
-        ctx.comment = body.comment  # type: ignore[attr-defined]
+        ctx.comment = body.comment
         ctx.request_hash = request_hash("POST", request.url.path, body)
         result = await ledger.execute_on_loop(spec, ctx, body, record_id, expected)
         return None if result is None else _respond(result, ctx)

@@ -7,6 +7,8 @@ killed with SIGKILL part-way, the rebuild goes on from what each partition had a
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,9 @@ import psycopg
 import pytest
 
 from bench.common import children_of
+from projections.checksums import view_checksums
 from tests.resilience.support import ServiceProcess, report
-from tests.resilience.test_projector_kill import ENV, checksums, positions
+from tests.resilience.test_projector_kill import ENV, positions
 
 pytestmark = pytest.mark.slow
 
@@ -28,42 +31,52 @@ def tracking(conninfo: str) -> dict[str, int]:
             "SELECT name, position FROM projection_tracking")}
 
 
-def run(database: Any, procs: list[ServiceProcess], *command: str,
-        env: dict[str, str] | None = None) -> ServiceProcess:
-    proc = ServiceProcess(database.url, command=list(command), env=env or {
-        "OPSLEDGER_RUN_STREAM_WORKERS": "false", "OPSLEDGER_DIGEST_INTERVAL_SECONDS": "0",
-        "OPSLEDGER_LOG_LEVEL": "WARNING"}, http=False)
-    procs.append(proc)
-    proc.start()
-    return proc
+@dataclass
+class Rebuilt:
+    """The history rebuilt once in one process: its views' checksums are what every other
+    rebuild must give. ``run`` starts a service command (cleaned up after the test)."""
+
+    database: Any
+    tables: list[str]
+    head: int
+    checksums: dict[str, str] = field(default_factory=dict)
+    procs: list[ServiceProcess] = field(default_factory=list)
+
+    def run(self, *command: str, env: dict[str, str] | None = None) -> ServiceProcess:
+        proc = ServiceProcess(self.database.url, command=list(command), env=env or {
+            "OPSLEDGER_RUN_STREAM_WORKERS": "false", "OPSLEDGER_DIGEST_INTERVAL_SECONDS": "0",
+            "OPSLEDGER_LOG_LEVEL": "WARNING"}, http=False)
+        self.procs.append(proc)
+        proc.start()
+        return proc
+
+    def differing(self) -> list[str]:
+        """The tables whose rows now differ from the one-process rebuild's."""
+        now = view_checksums(self.database.conninfo, self.tables)
+        return [t for t in self.tables if now[t] != self.checksums[t]]
 
 
-def rebuilt_in_one(database: Any, procs: list[ServiceProcess], tables: list[str],
-                   ) -> dict[str, str]:
-    """The views' checksums after a rebuild in one process (what every other must give)."""
-    single = run(database, procs, "rebuild")
-    assert single.wait(120) == 0, single.log()
-    return checksums(database.conninfo, tables)
-
-
-def test_a_rebuild_in_two_processes_gives_the_views_of_one(
-        history: tuple[Any, list[str]]) -> None:
+@pytest.fixture
+def rebuilt(history: tuple[Any, list[str]]) -> Iterator[Rebuilt]:
     database, tables = history
-    conninfo = database.conninfo
-    head = positions(conninfo)[0]
-    procs: list[ServiceProcess] = []
+    once = Rebuilt(database, tables, positions(database.conninfo)[0])
     try:
-        in_one = rebuilt_in_one(database, procs, tables)
-        parallel = run(database, procs, "rebuild", "--jobs", "2")
-        assert parallel.wait(120) == 0, parallel.log()
-        assert "in 2 processes" in parallel.log()
-        in_two = checksums(conninfo, tables)
+        single = once.run("rebuild")
+        assert single.wait(120) == 0, single.log()
+        once.checksums = view_checksums(database.conninfo, tables)
+        yield once
     finally:
-        for proc in procs:
+        for proc in once.procs:
             proc.cleanup()
+
+
+def test_a_rebuild_in_two_processes_gives_the_views_of_one(rebuilt: Rebuilt) -> None:
+    parallel = rebuilt.run("rebuild", "--jobs", "2")
+    assert parallel.wait(120) == 0, parallel.log()
+    assert "in 2 processes" in parallel.log()
     # …and the partitions' tracking rows were replaced by the projections' own, at the head.
-    assert tracking(conninfo) == dict.fromkeys(PROJECTIONS, head)
-    assert [t for t in tables if in_one[t] != in_two[t]] == []
+    assert tracking(rebuilt.database.conninfo) == dict.fromkeys(PROJECTIONS, rebuilt.head)
+    assert rebuilt.differing() == []
 
 
 def partition_process(parent: ServiceProcess) -> int:
@@ -78,48 +91,38 @@ def partition_process(parent: ServiceProcess) -> int:
 
 @pytest.mark.parametrize("resumed_by", ["rebuild --resume", "worker"])
 def test_a_partition_killed_mid_rebuild_is_resumed_to_the_same_views(
-        history: tuple[Any, list[str]], resumed_by: str) -> None:
+        rebuilt: Rebuilt, resumed_by: str) -> None:
     import os
     import signal
 
-    database, tables = history
-    conninfo = database.conninfo
-    head = positions(conninfo)[0]
-    procs: list[ServiceProcess] = []
-    try:
-        in_one = rebuilt_in_one(database, procs, tables)
+    conninfo, head = rebuilt.database.conninfo, rebuilt.head
+    # Small batches: many commits, so the kill lands mid-partition.
+    parent = rebuilt.run("rebuild", "--jobs", "2", env=ENV)
+    child = partition_process(parent)
+    deadline = time.monotonic() + 120
+    while tracking(conninfo).get("records#1/2", 0) < head // 4:
+        assert time.monotonic() < deadline, parent.log()
+        time.sleep(0.005)
+    os.kill(child, signal.SIGKILL)
+    assert parent.wait(120) == 1, parent.log()  # its own partition done: it says so
+    assert "rebuild --resume" in parent.log()
+    at_kill = tracking(conninfo)
+    assert 0 < at_kill["records#1/2"] < head, "the kill was not mid-partition"
+    assert at_kill["records#0/2"] == head  # the other partition finished
 
-        # Small batches: many commits, so the kill lands mid-partition.
-        parent = run(database, procs, "rebuild", "--jobs", "2", env=ENV)
-        child = partition_process(parent)
-        deadline = time.monotonic() + 120
-        while tracking(conninfo).get("records#1/2", 0) < head // 4:
-            assert time.monotonic() < deadline, parent.log()
-            time.sleep(0.005)
-        os.kill(child, signal.SIGKILL)
-        assert parent.wait(120) == 1, parent.log()  # its own partition done: it says so
-        assert "rebuild --resume" in parent.log()
-        at_kill = tracking(conninfo)
-        assert 0 < at_kill["records#1/2"] < head, "the kill was not mid-partition"
-        assert at_kill["records#0/2"] == head  # the other partition finished
-
-        resume = run(database, procs, *resumed_by.split(), env=ENV)
-        lowest, deadline = at_kill["records#1/2"], time.monotonic() + 120
-        while (now := tracking(conninfo)) != dict.fromkeys(PROJECTIONS, head):
-            if "records#1/2" in now:
-                lowest = min(lowest, now["records#1/2"])
-            assert time.monotonic() < deadline, resume.log()
-            time.sleep(0.005)
-        if resumed_by == "worker":
-            resume.stop()
-        else:
-            assert resume.wait(120) == 0, resume.log()
-        assert lowest >= at_kill["records#1/2"], "the partition started over"
-        resumed = checksums(conninfo, tables)
-    finally:
-        for proc in procs:
-            proc.cleanup()
-    differing = [t for t in tables if in_one[t] != resumed[t]]
+    resume = rebuilt.run(*resumed_by.split(), env=ENV)
+    lowest, deadline = at_kill["records#1/2"], time.monotonic() + 120
+    while (now := tracking(conninfo)) != dict.fromkeys(PROJECTIONS, head):
+        if "records#1/2" in now:
+            lowest = min(lowest, now["records#1/2"])
+        assert time.monotonic() < deadline, resume.log()
+        time.sleep(0.005)
+    if resumed_by == "worker":
+        resume.stop()
+    else:
+        assert resume.wait(120) == 0, resume.log()
+    assert lowest >= at_kill["records#1/2"], "the partition started over"
+    differing = rebuilt.differing()
     report(f"rebuild partition kill -9, resumed by {resumed_by}", events=head,
            killed_at=at_kill["records#1/2"], differing_tables=len(differing))
     assert differing == []

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from projections.checksums import view_checksums
 from tests.resilience.support import ServiceProcess, report
 
 pytestmark = pytest.mark.slow
@@ -25,34 +26,6 @@ BATCH = 3  # small batches: many commits, so the kills land mid-rebuild
 ENV = {"OPSLEDGER_PROJECTION_BATCH_SIZE": str(BATCH),
        "OPSLEDGER_REBUILD_BATCH_SIZE": str(BATCH), "OPSLEDGER_RUN_STREAM_WORKERS": "false",
        "OPSLEDGER_DIGEST_INTERVAL_SECONDS": "0", "OPSLEDGER_LOG_LEVEL": "WARNING"}
-
-
-# The projector's working copy of a customer (a snapshot whose personal part is encrypted with
-# a fresh random nonce each time it is written) is never byte-identical by design; the view made
-# from it (`doc`) and every other column are compared, and every other record's working copy.
-OPAQUE: dict[tuple[str, str], sql.Composable] = {("record_state", "state"): sql.SQL(
-    "CASE WHEN record_type = 'customer' THEN NULL ELSE state END")}
-
-
-def checksums(conninfo: str, tables: list[str]) -> dict[str, str]:
-    out = {}
-    with psycopg.connect(conninfo) as conn:
-        for table in tables:
-            if table == "projection_tracking":  # its updated_at is wall-clock time
-                query = sql.SQL("SELECT md5(coalesce(string_agg(name || ':' || position,"
-                                " ',' ORDER BY name), '')) FROM projection_tracking")
-            else:
-                columns = [OPAQUE.get((table, c), sql.Identifier(c)) for c, in conn.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = %s"
-                    " AND table_schema = 'public' ORDER BY ordinal_position", (table,))]
-                query = sql.SQL("SELECT md5(coalesce(string_agg(r::text, E'\\n'"
-                                " ORDER BY r::text), '')) || ':' || count(*)"
-                                " FROM (SELECT {} FROM {}) r").format(
-                    sql.SQL(", ").join(columns), sql.Identifier(table))
-            row = conn.execute(query).fetchone()
-            assert row is not None
-            out[table] = str(row[0])
-    return out
 
 
 def positions(conninfo: str) -> tuple[int, int, int]:
@@ -113,14 +86,14 @@ def test_a_killed_rebuild_resumes_and_matches_a_clean_rebuild(
             time.sleep(0.02)
         worker.stop()
         assert lowest >= at_second_kill
-        resumed = checksums(conninfo, tables)
+        resumed = view_checksums(conninfo, tables)
         resumed_rows = {t: rows_of(conninfo, t) for t in tables}
         recovery = time.monotonic() - started
 
         clean = run("rebuild")
         assert clean.wait(120) == 0, clean.log()
         assert positions(conninfo)[1] == head
-        rebuilt = checksums(conninfo, tables)
+        rebuilt = view_checksums(conninfo, tables)
     finally:
         for proc in procs:
             proc.cleanup()
