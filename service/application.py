@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from opentelemetry import trace
@@ -33,6 +33,7 @@ from domain.shared import (
 )
 from service import telemetry
 from service.catalogue import CommandBody, CommandSpec
+from service.ids import uuid4
 from service.logs import correlation_id
 from service.store import EventStore, IdempotencyKeyTaken, IdempotencyRecord, RecordConflict
 

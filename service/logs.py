@@ -19,9 +19,10 @@ import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
-from uuid import uuid4
 
 from opentelemetry import trace
+
+from service.ids import uuid4
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 
@@ -147,13 +148,7 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cid = None
-        for name, value in scope.get("headers") or ():
-            if name == b"x-correlation-id":
-                text = value.decode("latin-1").strip()
-                cid = text if 0 < len(text) <= 200 and text.isprintable() else None
-                break
-        cid = cid or str(uuid4())
+        cid = request_correlation_id(scope)
         token = correlation_id.set(cid)
         status = 500
         started = time.perf_counter()
@@ -175,9 +170,23 @@ class AccessLogMiddleware:
             if status >= 500 or path not in _QUIET_PATHS:
                 # The route template when routing recorded one; else the path (ids, no query).
                 route = getattr(scope.get("route"), "path", None) or path
-                _access.log(logging.WARNING if status >= 500 else logging.INFO, "request",
-                            extra={"method": scope.get("method"), "route": route,
-                                   "status": status,
-                                   "duration_ms": round((time.perf_counter() - started) * 1000,
-                                                        2)})
+                log_access(scope.get("method"), route, status, started)
             correlation_id.reset(token)
+
+
+def request_correlation_id(scope: dict[str, Any]) -> str:
+    """The request's ``X-Correlation-ID`` when it is a sensible one, else a new id."""
+    for name, value in scope.get("headers") or ():
+        if name == b"x-correlation-id":
+            text = value.decode("latin-1").strip()
+            if 0 < len(text) <= 200 and text.isprintable():
+                return text
+            break
+    return str(uuid4())
+
+
+def log_access(method: str | None, route: str, status: int, started: float) -> None:
+    """The access-log line of one request (``started``: its ``time.perf_counter()``)."""
+    _access.log(logging.WARNING if status >= 500 else logging.INFO, "request",
+                extra={"method": method, "route": route, "status": status,
+                       "duration_ms": round((time.perf_counter() - started) * 1000, 2)})

@@ -17,6 +17,7 @@ from service.graphql.schema import graphql_router
 from service.limits import BodySizeLimit
 from service.logs import AccessLogMiddleware
 from service.rest.audit import build_router as build_audit_router
+from service.rest.command_lane import CommandLane
 from service.rest.commands import build_router
 from service.rest.integrity import build_integrity_router
 from service.streams import feed, webhook_api
@@ -36,6 +37,22 @@ Event-sourced operations backend: projects, customers and service requests, risk
 """
 
 
+class OpsledgerAPI(FastAPI):
+    """FastAPI, with the common command answered ahead of the middleware stack
+    (``service.rest.command_lane``)."""
+
+    command_lane: CommandLane | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        lane = self.command_lane
+        if lane is not None:
+            found = lane.match(scope)
+            if found is not None:
+                await lane.serve(found, scope, receive, send, super().__call__)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,8 +69,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             if owned:
                 await run_in_threadpool(app.state.container.close)
 
-    app = FastAPI(title="opsledger", version=API_VERSION, description=DESCRIPTION,
-                  lifespan=lifespan, telemetry=fastapi_telemetry())
+    app = OpsledgerAPI(title="opsledger", version=API_VERSION, description=DESCRIPTION,
+                       lifespan=lifespan, telemetry=fastapi_telemetry())
     if container is not None:
         app.state.container = container
     errors.install(app)
@@ -67,6 +84,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.include_router(feed.build_router())  # /events, /events/stream (SSE), /events/consumers
     app.include_router(webhook_api.build_router())  # /webhooks/{id}/deliveries, …/secret
     app.include_router(build_integrity_router())  # /integrity/… digests, proofs, verify
+    app.command_lane = CommandLane.build(app, limits.max_body_bytes)
     generate_openapi = app.openapi  # FastAPI's: builds the document once and caches it
 
     def openapi() -> dict[str, Any]:

@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,7 +29,7 @@ import psycopg
 from eventsourcing.application import Repository
 from eventsourcing.domain import Aggregate, Snapshot
 from eventsourcing.persistence import EventStore as LibraryEventStore
-from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
+from eventsourcing.persistence import IntegrityError, Notification, ProgrammingError, StoredEvent
 from eventsourcing.postgres import (
     PostgresAggregateRecorder,
     PostgresApplicationRecorder,
@@ -175,23 +175,37 @@ class SnapshotRecorder(FailFastReads, PostgresAggregateRecorder):
 class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
     """The library's recorder, plus our per-batch rows written in the same transaction.
 
-    ``insert_events`` runs the library's own steps (lock, notify, insert, fetch ids) in one
-    plain transaction rather than in psycopg's pipeline mode: over a unix socket a pipelined
-    statement of a megabyte or more can stall forever (psycopg #685). The writer holds the
-    table lock from the lock to the commit, so the transaction makes few round trips: one
-    for ``BEGIN``, the lock timeout, the lock and ``NOTIFY`` together (several statements
-    without parameters, one message), one for the events, one for our rows, one to commit.
+    ``insert_events`` runs the library's own steps (lock, notify, insert, fetch ids) and ours
+    (the event_log rows and Idempotency-Key answers, which need the ids) in one plain
+    transaction. Not in psycopg's pipeline mode: over a unix socket a pipelined statement of a
+    megabyte or more can stall forever (psycopg #685), and measured on small batches it cost
+    more CPU than the round trips it saved. The writer holds the table lock from the lock to
+    the commit, so the transaction makes few round trips: the lock timeout, the lock and
+    ``NOTIFY`` in one message (statements without parameters), the events, our rows, the
+    commit. ``connection``: the writer's own (else one from the pool).
     """
+
+    commit_sent = False  # whether the last insert_events got as far as sending COMMIT
 
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any,
                       ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        self.commit_sent = False
+        own = kwargs.pop("connection", None)
+        with (self.datastore.get_connection() if own is None else _translated(own)) as conn, \
+                conn.cursor() as curs:
             try:
-                self._insert_events(curs, stored_events, **kwargs)
-                self._insert_stored_events(curs, stored_events, **kwargs)  # BEGIN … (below)
-                ids = self._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+                self._lock_table(curs)
+                self._insert_stored_events(curs, stored_events)
+                ids = [row["notification_id"] for row in curs.fetchall()]
+                if len(ids) != len(stored_events):
+                    raise ProgrammingError(f"got {len(ids)} notification ids for "
+                                           f"{len(stored_events)} events")
+                after = kwargs.get("after_insert")
+                if after is not None:
+                    after(curs, ids)
+                self.commit_sent = True
                 curs.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -199,14 +213,6 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
                         conn.execute("ROLLBACK")
                 raise
             return ids
-
-    def _fetch_ids_after_insert_events(self, curs: Any, stored_events: Sequence[StoredEvent],
-                                       **kwargs: Any) -> Sequence[int] | None:
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        after = kwargs.get("after_insert")
-        if after is not None and ids is not None:
-            after(curs, list(ids))
-        return ids
 
     def _lock_table(self, curs: Any) -> None:
         # The same EXCLUSIVE lock as the library's, taken through an owner-defined function so
@@ -224,11 +230,9 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
-        # The library's steps (lock, notify, insert … RETURNING notification_id in input
-        # order), the rows sent as four binary arrays rather than one array of a composite
-        # type, which psycopg can only send as text, escaping every field.
-        self._lock_table(curs)
-        self._notify_channel(curs)
+        # The library's insert … RETURNING notification_id in input order, the rows sent as
+        # four binary arrays rather than one array of a composite type, which psycopg can only
+        # send as text, escaping every field.
         if self._insert_arrays is None:
             id_type = sql.SQL(self.datastore.originator_id_type)
             self._insert_arrays = sql.SQL(
@@ -244,8 +248,15 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
 
     _insert_arrays: sql.Composable | None = None
 
-    def _notify_channel(self, curs: Any) -> None:
-        pass  # sent by _lock_table, in the same message as the lock
+
+@contextlib.contextmanager
+def _translated(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of our own, its integrity errors the library's (as ``get_connection``
+    gives them: the writer tells conflicts by them)."""
+    try:
+        yield conn
+    except psycopg.IntegrityError as exc:
+        raise IntegrityError(str(exc)) from exc
 
 
 class EventStore:
@@ -301,7 +312,29 @@ class EventStore:
     def close(self) -> None:
         self._queue.put(None)
         self._writer.join(timeout=5)
+        self._release_writer_connection()
         self.datastore.close()
+
+    _writer_conn: psycopg.Connection[Any] | None = None
+
+    def _writer_connection(self) -> psycopg.Connection[Any]:
+        """The writer's own connection, kept between batches (taken from the pool, whose
+        check runs once, not before every batch); a broken one is replaced."""
+        conn = self._writer_conn
+        if conn is not None and (conn.closed or conn.broken):
+            self._release_writer_connection()
+            conn = None
+        if conn is None:
+            pool = self.datastore.pool
+            pool.open(wait=True, timeout=self.datastore.pool_open_timeout or 30.0)
+            conn = self._writer_conn = pool.getconn()
+        return conn
+
+    def _release_writer_connection(self) -> None:
+        conn, self._writer_conn = self._writer_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                self.datastore.pool.putconn(conn)  # a broken one is discarded by the pool
 
     # -- writing ------------------------------------------------------------------------
     def append(self, events: Sequence[Any], idempotency: IdempotencyRecord | None = None,
@@ -472,8 +505,18 @@ class EventStore:
             else:
                 curs.execute(APPEND_ROWS_SQL, log_columns)
 
+        conn = self._writer_connection()
         try:
-            self.recorder.insert_events(stored, after_insert=after_insert)
+            try:
+                self.recorder.insert_events(stored, after_insert=after_insert, connection=conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if not conn.broken or self.recorder.commit_sent:
+                    raise
+                # Lost before COMMIT was sent (the server restarted since the last batch):
+                # nothing was written. Once more, on a new connection.
+                per_item.clear()
+                self.recorder.insert_events(stored, after_insert=after_insert,
+                                            connection=self._writer_connection())
         except IntegrityError as exc:
             self._last_conflict = exc
             raise

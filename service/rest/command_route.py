@@ -38,36 +38,53 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Prepare = Callable[[Request, BaseModel], Coroutine[Any, Any, dict[str, Any] | None]]
 
 
+class FastCommand:
+    """A command route's well-formed request answered without FastAPI's per-request machinery:
+    ``arguments`` reads what FastAPI's dependencies would give the endpoint (None: FastAPI must
+    judge the request), ``answer`` runs the command with them. Used by ``CommandRoute`` and,
+    ahead of the middleware stack, by ``service.rest.command_lane``."""
+
+    def __init__(self, endpoint: Callable[..., Any]):
+        self.body_model: type[BaseModel]
+        self.prepare: Prepare
+        self.body_model, self.prepare = endpoint.fast_path  # type: ignore[attr-defined]
+        self.endpoint = endpoint
+        # An endpoint may also have a coroutine that answers without a thread when it can.
+        self.on_loop: Callable[..., Coroutine[Any, Any, Response | None]] | None = getattr(
+            endpoint, "on_loop", None)
+
+    async def arguments(self, request: Request) -> dict[str, Any] | None:
+        body = await _json_body(request, self.body_model)
+        return await self.prepare(request, body) if body is not None else None
+
+    async def answer(self, kwargs: dict[str, Any]) -> Response:
+        if self.on_loop is not None:
+            answer = await self.on_loop(**kwargs)
+            if answer is not None:
+                return answer
+        # The endpoint blocks (the group commit): run it in a thread, with this context
+        # (the request's span, the correlation id). asyncio's executor hop costs a third
+        # of anyio's ``to_thread`` (its capacity limiter and cancel scopes).
+        call = functools.partial(contextvars.copy_context().run, self.endpoint, **kwargs)
+        response: Response = await asyncio.get_running_loop().run_in_executor(
+            COMMAND_THREADS, call)
+        return response
+
+
 class CommandRoute(APIRoute):
     """A command route whose endpoint carries ``fast_path = (body_model, prepare)``."""
 
     def get_route_handler(self) -> Handler:
         standard = super().get_route_handler()
-        fast = getattr(self.endpoint, "fast_path", None)
-        if fast is None:
+        if getattr(self.endpoint, "fast_path", None) is None:
             return standard
-        body_model: type[BaseModel] = fast[0]
-        prepare: Prepare = fast[1]
-        endpoint = self.endpoint
-        # An endpoint may also have a coroutine that answers without a thread when it can.
-        on_loop = getattr(endpoint, "on_loop", None)
+        fast = FastCommand(self.endpoint)
 
         async def handler(request: Request) -> Response:
-            body = await _json_body(request, body_model)
-            kwargs = await prepare(request, body) if body is not None else None
+            kwargs = await fast.arguments(request)
             if kwargs is None:
                 return await standard(request)  # FastAPI's handling, FastAPI's refusals
-            if on_loop is not None:
-                answer: Response | None = await on_loop(**kwargs)
-                if answer is not None:
-                    return answer
-            # The endpoint blocks (the group commit): run it in a thread, with this context
-            # (the request's span, the correlation id). asyncio's executor hop costs a third
-            # of anyio's ``to_thread`` (its capacity limiter and cancel scopes).
-            call = functools.partial(contextvars.copy_context().run, endpoint, **kwargs)
-            response: Response = await asyncio.get_running_loop().run_in_executor(
-                COMMAND_THREADS, call)
-            return response
+            return await fast.answer(kwargs)
 
         return handler
 

@@ -9,7 +9,7 @@ validated model, the result → JSON with ETag. Rules live in the domain, errors
 import hashlib
 import json
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
@@ -21,6 +21,7 @@ from domain.shared import Actor
 from projections.codec import record_view
 from service.application import CommandContext, CommandResult, Ledger
 from service.catalogue import PLURALS, RECORD_TYPES, CommandBody, CommandSpec, commands_of
+from service.ids import uuid4
 from service.logs import correlation_id
 from service.rest.command_route import CommandRoute, id_headers, path_id
 
