@@ -122,8 +122,15 @@ def parse_if_match(value: str | None) -> int | None:
 
 
 def request_hash(method: str, path: str, body: CommandBody) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{method} {path}\n{canonical}".encode()).hexdigest()
+    """The request's fingerprint for its Idempotency-Key: method, path and the body as
+    canonical JSON (sorted keys, no spaces, ASCII with ``\\u`` escapes: the standard library's
+    ``json.dumps``). orjson writes the same bytes when they are plain ASCII (no DEL, which
+    ``json`` escapes), ~5 × faster; anything else is written by ``json``."""
+    data = body.model_dump(mode="json")
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    if not canonical.isascii() or b"\x7f" in canonical:
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(f"{method} {path}\n".encode() + canonical).hexdigest()
 
 
 ACCEPTED_FIELDS = tuple(CommandAccepted.model_fields)
@@ -180,7 +187,7 @@ def _create_endpoint(spec: CommandSpec, plural: str) -> Any:
     def endpoint(body: Body, request: Request, ctx: ContextDep,  # type: ignore[valid-type]
                  ledger: LedgerDep) -> JSONResponse:
         ctx.comment = body.comment  # type: ignore[attr-defined]
-        ctx.request_hash = request_hash("POST", request.url.path, body)
+        ctx.request_hash = request_hash("POST", request.scope["path"], body)
         result = ledger.execute(spec, ctx, body)
         return _respond(result, ctx, location=f"/{plural}/{result.body['id']}")
 
@@ -197,7 +204,7 @@ def _update_endpoint(spec: CommandSpec) -> Any:
                      "The version from the record's ETag; a stale one gets 412."))] = None,
                  ) -> JSONResponse:
         ctx.comment = body.comment  # type: ignore[attr-defined]
-        ctx.request_hash = request_hash("POST", request.url.path, body)
+        ctx.request_hash = request_hash("POST", request.scope["path"], body)
         result = ledger.execute(spec, ctx, body, record_id, parse_if_match(if_match))
         return _respond(result, ctx)
 
@@ -211,7 +218,7 @@ def _update_endpoint(spec: CommandSpec) -> Any:
         except HTTPException:
             return None
         ctx.comment = body.comment
-        ctx.request_hash = request_hash("POST", request.url.path, body)
+        ctx.request_hash = request_hash("POST", request.scope["path"], body)
         result = await ledger.execute_on_loop(spec, ctx, body, record_id, expected)
         return None if result is None else _respond(result, ctx)
 
