@@ -16,6 +16,7 @@ from service.config import Settings, get_settings
 from service.graphql.schema import graphql_router
 from service.limits import BodySizeLimit
 from service.logs import AccessLogMiddleware
+from service.loop_writer import LoopWriter
 from service.rest.audit import build_router as build_audit_router
 from service.rest.command_lane import CommandLane
 from service.rest.commands import build_router
@@ -60,9 +61,18 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         app.state.container = container or await run_in_threadpool(bootstrap, settings)
         if owned:  # a served process (not an app built around a test's container)
             tune_garbage_collector()
+        ledger = app.state.container.ledger
+        if ledger.loop_writer is None:  # this loop commits what is decided on it
+            writer = ledger.loop_writer = LoopWriter(app.state.container.store)
+            writer.start()
+        else:
+            writer = None
         try:
             yield
         finally:
+            if writer is not None:
+                ledger.loop_writer = None
+                await writer.close()
             pool = getattr(app.state, "graphql_pool", None)
             if pool is not None:
                 await pool.close()

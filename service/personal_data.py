@@ -298,6 +298,12 @@ class PersonalKeys:
                 sealed.add(owner_of(vars(event), event.originator_id))
         return sealed, erasures
 
+    def involved(self, events: Sequence[Any]) -> bool:
+        """Whether appending these events has personal-data work to do in its transaction
+        (keys to store or check, an erasure)."""
+        sealed, erasures = self._owners(events)
+        return bool(sealed or erasures)
+
     def in_transaction(self, curs: Any, events: Sequence[Any], positions: Sequence[int],
                        ) -> None:
         """Runs in the append transaction, under the event table's lock: stores the new keys

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, LiteralString
 from uuid import UUID
 
 import psycopg
@@ -233,6 +233,16 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
         # The library's insert … RETURNING notification_id in input order, the rows sent as
         # four binary arrays rather than one array of a composite type, which psycopg can only
         # send as text, escaping every field.
+        curs.execute(self.insert_statement(), (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events], [e.state for e in stored_events]))
+
+    _insert_arrays: sql.Composed | None = None
+
+    def insert_statement(self) -> sql.Composed:
+        """INSERT … RETURNING notification_id of four binary arrays (ids, versions, topics,
+        states)."""
         if self._insert_arrays is None:
             id_type = sql.SQL(self.datastore.originator_id_type)
             self._insert_arrays = sql.SQL(
@@ -241,12 +251,7 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
                 " RETURNING notification_id").format(
                 schema=sql.Identifier(self.datastore.schema),
                 table=sql.Identifier(self.events_table_name), id_type=id_type)
-        curs.execute(self._insert_arrays, (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events], [e.state for e in stored_events]))
-
-    _insert_arrays: sql.Composable | None = None
+        return self._insert_arrays
 
 
 @contextlib.contextmanager
@@ -412,9 +417,14 @@ class EventStore:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
-        self._count(batch, time.perf_counter() - started)
         for item, positions in zip(batch, results, strict=True):
             item.future.set_result(positions)
+        self.after_commit(batch, results, time.perf_counter() - started)
+
+    def after_commit(self, batch: Sequence[PendingWrite], results: Sequence[list[int]],
+                     seconds: float) -> None:
+        """A group commit's metrics, and the committed listeners told its last position."""
+        self._count(batch, seconds)
         if results:
             top = max(p[-1] for p in results if p)
             for listener in self.committed_listeners:
@@ -424,7 +434,7 @@ class EventStore:
                     log.exception("committed listener failed")
 
     @staticmethod
-    def _count(batch: list[PendingWrite], seconds: float) -> None:
+    def _count(batch: Sequence[PendingWrite], seconds: float) -> None:
         by_type: dict[str, int] = {}
         for item in batch:
             for st in item.stored:
@@ -477,33 +487,9 @@ class EventStore:
             # New personal-data keys, the erased-customer guard and erasures: same transaction.
             self.personal.in_transaction(curs, events, ids)
             # The event_log rows and the Idempotency-Key answers: one statement (arrays).
-            log_columns: list[list[Any]] = [[] for _ in range(10)]
-            for position, event, st in zip(ids, events, stored, strict=True):
-                record_type, event_type = describe_topic(st.topic)
-                meta = getattr(event, "meta", None) or {}
-                row = (position, st.originator_id, st.originator_version, record_type,
-                       event_type, event.timestamp, (meta.get("actor") or {}).get("user_id"),
-                       meta.get("department"), meta.get("correlation_id"),
-                       leaf_hash(position, UUID(str(st.originator_id)), st.originator_version,
-                                 st.topic, st.state))
-                for column, value in zip(log_columns, row, strict=True):
-                    column.append(value)
-            offset = 0
-            idem_columns: list[list[Any]] = [[] for _ in range(5)]
-            for item in batch:
-                positions = ids[offset: offset + len(item.stored)]
-                offset += len(item.stored)
-                per_item.append(positions)
-                if item.idempotency is not None:
-                    status, body = item.idempotency.respond(positions)
-                    idem_row = (item.idempotency.actor_id, item.idempotency.key,
-                                item.idempotency.request_hash, status, Jsonb(body))
-                    for column, value in zip(idem_columns, idem_row, strict=True):
-                        column.append(value)
-            if idem_columns[0]:
-                curs.execute(APPEND_ROWS_AND_KEYS_SQL, [*log_columns, *idem_columns])
-            else:
-                curs.execute(APPEND_ROWS_SQL, log_columns)
+            statement, params, positions = self.append_rows(batch, events, stored, ids)
+            per_item[:] = positions
+            curs.execute(statement, params)
 
         conn = self._writer_connection()
         try:
@@ -522,6 +508,40 @@ class EventStore:
             raise
         self.personal.committed(events)
         return per_item
+
+    def append_rows(self, batch: Sequence[PendingWrite], events: Sequence[Any],
+                    stored: Sequence[StoredEvent], ids: Sequence[int],
+                    ) -> tuple[LiteralString, list[list[Any]], list[list[int]]]:
+        """A group commit's event_log rows (with their leaf hashes) and Idempotency-Key
+        answers, once the events have their positions: (statement, parameters, each item's
+        positions)."""
+        log_columns: list[list[Any]] = [[] for _ in range(10)]
+        for position, event, st in zip(ids, events, stored, strict=True):
+            record_type, event_type = describe_topic(st.topic)
+            meta = getattr(event, "meta", None) or {}
+            row = (position, st.originator_id, st.originator_version, record_type,
+                   event_type, event.timestamp, (meta.get("actor") or {}).get("user_id"),
+                   meta.get("department"), meta.get("correlation_id"),
+                   leaf_hash(position, UUID(str(st.originator_id)), st.originator_version,
+                             st.topic, st.state))
+            for column, value in zip(log_columns, row, strict=True):
+                column.append(value)
+        offset = 0
+        per_item: list[list[int]] = []
+        idem_columns: list[list[Any]] = [[] for _ in range(5)]
+        for item in batch:
+            positions = list(ids[offset: offset + len(item.stored)])
+            offset += len(item.stored)
+            per_item.append(positions)
+            if item.idempotency is not None:
+                status, body = item.idempotency.respond(positions)
+                idem_row = (item.idempotency.actor_id, item.idempotency.key,
+                            item.idempotency.request_hash, status, Jsonb(body))
+                for column, value in zip(idem_columns, idem_row, strict=True):
+                    column.append(value)
+        if idem_columns[0]:
+            return APPEND_ROWS_AND_KEYS_SQL, [*log_columns, *idem_columns], per_item
+        return APPEND_ROWS_SQL, log_columns, per_item
 
     # -- reading ------------------------------------------------------------------------
     def get(self, record_id: UUID, version: int | None = None) -> Aggregate:

@@ -125,10 +125,15 @@ def request_hash(method: str, path: str, body: CommandBody) -> str:
     """The request's fingerprint for its Idempotency-Key: method, path and the body as
     canonical JSON (sorted keys, no spaces, ASCII with ``\\u`` escapes: the standard library's
     ``json.dumps``). orjson writes the same bytes when they are plain ASCII (no DEL, which
-    ``json`` escapes), ~5 × faster; anything else is written by ``json``."""
+    ``json`` escapes), ~5 × faster; anything else (or what orjson cannot write, such as an
+    integer past 64 bits) is written by ``json``."""
     data = body.model_dump(mode="json")
-    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    if not canonical.isascii() or b"\x7f" in canonical:
+    try:
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        plain = canonical.isascii() and b"\x7f" not in canonical
+    except TypeError:  # e.g. an integer past 64 bits
+        plain = False
+    if not plain:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(f"{method} {path}\n".encode() + canonical).hexdigest()
 

@@ -43,6 +43,17 @@ def test_the_fingerprint_is_the_standard_librarys(fields: dict[str, Any]) -> Non
     assert request_hash("POST", path, body) == as_before("POST", path, body)
 
 
+class Counted(CommandBody):
+    count: int
+    items: list[int] = []
+
+
+@pytest.mark.parametrize("count", [0, -1, 2**63 - 1, 2**64, -(2**70), 10**40])
+def test_integers_of_any_size(count: int) -> None:
+    body = Counted(count=count, items=[count, 1])
+    assert request_hash("POST", "/p", body) == as_before("POST", "/p", body)
+
+
 @pytest.mark.parametrize("decisions", ["Go ahead", "继续 " + EVERY_ASCII])
 def test_nested_bodies_and_dates_too(decisions: str) -> None:
     body = body_model("record_meeting").model_validate(
