@@ -5,6 +5,7 @@ to the writer thread."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -136,3 +137,35 @@ def test_personal_data_is_committed_by_the_writer_thread(
         "SELECT state FROM stored_events WHERE notification_id = %s",
         (contact.json()["position"],))
     assert b"1234 5678" not in bytes(stored[0]["state"])  # ciphertext, not the number
+
+
+def test_stopping_commits_what_was_queued_first(container: Any) -> None:
+    """A writer of its own on a loop of its own: commands queued when it is told to stop are
+    committed (the server stops it after its last request), and it stops."""
+    from service.application import CommandContext
+    from service.loop_writer import LoopWriter
+    from tests.integration.test_event_store import ANN, propose, spec
+
+    pids = [str(propose(container.ledger).body["id"]) for _ in range(3)]  # cached
+    edit = spec("edit_application")
+
+    async def main() -> list[Any]:
+        writer = LoopWriter(container.store)
+        writer.start()
+        ledger = container.ledger
+        saved, ledger.loop_writer = ledger.loop_writer, writer
+        try:
+            tasks = [asyncio.create_task(ledger.execute_on_loop(
+                edit, CommandContext(ANN), edit.body_model(name=f"Queued {pid}"),
+                uuid.UUID(pid), None)) for pid in pids]
+            await asyncio.sleep(0)  # each has decided and queued its events
+            assert len(writer._pending) == 3
+            await writer.close()
+            assert writer._task is not None and writer._task.done()
+            return await asyncio.gather(*tasks)
+        finally:
+            ledger.loop_writer = saved
+
+    results = asyncio.run(main())
+    assert [r.status_code for r in results] == [200, 200, 200]
+    assert all(_versions(container, pid) == [1, 2] for pid in pids)
