@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import Enum, StrEnum
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID, uuid5
 
@@ -119,11 +120,16 @@ _IMMUTABLE = (str, int, float, bool, type(None), Decimal, date, datetime, time, 
               bytes, Enum, frozenset)
 
 
+_PLAIN = frozenset(_IMMUTABLE) - {Enum}  # exactly these types: shared without a further look
+
+
 def copy_data(value: Any) -> Any:
     """A deep copy of record data (dicts, lists, sets and tuples of plain values), like
     ``copy.deepcopy`` but several times faster: immutable values (str, numbers, Decimal,
     dates, UUIDs, enums …) are shared, containers are copied, anything else is deep-copied."""
     kind = type(value)
+    if kind in _PLAIN:
+        return value
     if kind is dict:
         return {k: copy_data(v) for k, v in value.items()}
     if kind is list:
@@ -142,12 +148,19 @@ def copy_record(aggregate: Any) -> Any:
     attributes); classes with their own copy rules (``__slots__``, ``__deepcopy__``) get
     ``copy.deepcopy``."""
     cls = type(aggregate)
-    if hasattr(cls, "__deepcopy__") or not hasattr(aggregate, "__dict__") or any(
-            vars(k).get("__slots__") for k in cls.__mro__):
+    if _own_copy_rules(cls) or not hasattr(aggregate, "__dict__"):
         return copy.deepcopy(aggregate)
     clone = object.__new__(cls)
-    clone.__dict__.update({k: copy_data(v) for k, v in aggregate.__dict__.items()})
+    plain = _PLAIN
+    clone.__dict__.update({k: v if type(v) in plain else copy_data(v)
+                           for k, v in aggregate.__dict__.items()})
     return clone
+
+
+@cache
+def _own_copy_rules(cls: type) -> bool:
+    """Whether the class copies itself (``__deepcopy__``) or has ``__slots__`` somewhere."""
+    return hasattr(cls, "__deepcopy__") or any(vars(k).get("__slots__") for k in cls.__mro__)
 
 
 def require(condition: bool, message: str, *, field: str | None = None,
