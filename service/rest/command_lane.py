@@ -21,7 +21,6 @@ still FastAPI's. ``tests/e2e/test_command_route.py`` checks both ways answer ali
 from __future__ import annotations
 
 import inspect
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,8 +34,6 @@ from starlette._exception_handler import _lookup_exception_handler
 
 from service.logs import correlation_id, log_access, request_correlation_id
 from service.rest.command_route import CommandRoute, FastCommand
-
-log = logging.getLogger(__name__)
 
 ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 _PROPAGATED = (b"traceparent", b"tracestate", b"baggage")
