@@ -147,10 +147,10 @@ def copy_record(aggregate: Any) -> Any:
     """A copy of an aggregate whose mutation cannot reach the original (``copy_data`` of its
     attributes); classes with their own copy rules (``__slots__``, ``__deepcopy__``) get
     ``copy.deepcopy``."""
-    cls = type(aggregate)
+    cls: type = type(aggregate)
     if _own_copy_rules(cls) or not hasattr(aggregate, "__dict__"):
         return copy.deepcopy(aggregate)
-    clone = object.__new__(cls)
+    clone: Any = object.__new__(cls)
     plain = _PLAIN
     clone.__dict__.update({k: v if type(v) in plain else copy_data(v)
                            for k, v in aggregate.__dict__.items()})

@@ -29,20 +29,20 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from opentelemetry import trace
-from opentelemetry.instrumentation.utils import suppress_instrumentation
-from psycopg import sql
 
-from service import append_only, telemetry
-from service.store import IdempotencyRecord, PendingWrite, RecordConflict
+from service.store import (
+    MAX_BATCH,
+    IdempotencyRecord,
+    PendingWrite,
+    RecordConflict,
+    batch_cut,
+    commit_span,
+)
 
 if TYPE_CHECKING:
     from service.store import EventStore
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer("opsledger.store")
-
-MAX_BATCH = 500
 
 
 class LoopWriter:
@@ -52,12 +52,6 @@ class LoopWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        recorder = store.recorder
-        self._begin = sql.SQL("; ").join([
-            sql.SQL("BEGIN"), recorder.lock_table_statements[0],  # SET LOCAL lock_timeout
-            append_only.lock_events_statement(store.datastore.schema),
-            sql.SQL("NOTIFY {0}").format(sql.Identifier(recorder.channel_name))])
-        self._insert = recorder.insert_statement()
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -86,19 +80,17 @@ class LoopWriter:
     _closing = False
 
     def accepts(self, events: Sequence[Any]) -> bool:
-        """Whether these events, appended from the running loop, can be committed here."""
+        """Whether these events, appended from the running loop, can be committed here (not
+        once it is stopping: nothing would commit them)."""
         return (self._loop is not None and asyncio.get_running_loop() is self._loop
-                and not self.store.personal.involved(events))
+                and not self._closing and not self.store.personal.involved(events))
 
     def append(self, events: Sequence[Any], idempotency: IdempotencyRecord | None = None,
                ) -> asyncio.Future[list[int]]:
         """Queues events for the next group commit on the loop; the future gives their
         positions."""
-        item = PendingWrite(events=events, idempotency=idempotency,
-                            span=trace.get_current_span().get_span_context())
-        item.stored = [self.store.mapper.to_stored_event(e) for e in events]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        self._pending.append((self.store.pending(events, idempotency), future))
         self._wake.set()
         return future
 
@@ -107,8 +99,10 @@ class LoopWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
+                n = batch_cut([sum(len(s.state) for s in item.stored)
+                               for item, _ in self._pending[:MAX_BATCH]])
+                batch = self._pending[:n]
+                del self._pending[:n]
                 # A request cancelled before its write starts is dropped, never written.
                 batch = [(item, f) for item, f in batch if not f.cancelled()]
                 try:
@@ -125,14 +119,9 @@ class LoopWriter:
             return
         items = [item for item, _ in batch]
         started = time.perf_counter()
-        with tracer.start_as_current_span(
-                "event_store.commit",
-                links=telemetry.links_to_spans(item.span for item in items)) as span:
-            span.set_attribute("opsledger.commands", len(items))
-            span.set_attribute("opsledger.events", sum(len(item.stored) for item in items))
+        with commit_span(items):
             try:
-                with suppress_instrumentation():  # one span for the transaction, as the thread's
-                    results = await self._insert_batch(items)
+                results = await self._insert_batch(items)
             except psycopg.IntegrityError as exc:
                 failure: Exception = RecordConflict(str(exc), getattr(exc.diag,
                                                                       "constraint_name", None))
@@ -168,10 +157,9 @@ class LoopWriter:
         events = [e for item in items for e in item.events]
         try:
             async with conn.cursor() as curs:
-                await curs.execute(self._begin)
-                await curs.execute(self._insert, (
-                    [e.originator_id for e in stored], [e.originator_version for e in stored],
-                    [e.topic for e in stored], [e.state for e in stored]))
+                recorder = self.store.recorder
+                await curs.execute(recorder.begin_statement())
+                await curs.execute(recorder.insert_statement(), recorder.insert_params(stored))
                 ids = [row[0] for row in await curs.fetchall()]
                 statement, params, per_item = self.store.append_rows(items, events, stored, ids)
                 await curs.execute(statement, params)
@@ -191,8 +179,10 @@ class LoopWriter:
                 await conn.close()
             conn = self._conn = None
         if conn is None:
-            conn = await psycopg.AsyncConnection.connect(self.store.database.conninfo,
-                                                         autocommit=True)
+            # As the pool's connections: refused within its timeout, not the system's.
+            conn = await psycopg.AsyncConnection.connect(
+                self.store.database.conninfo, autocommit=True,
+                connect_timeout=max(1, round(self.store.datastore.pool.timeout)))
             timeout_ms = int(self.store.datastore.idle_in_transaction_session_timeout * 1000)
             await conn.execute(f"SET idle_in_transaction_session_timeout = '{timeout_ms}ms'")
             self._conn = conn

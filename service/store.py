@@ -109,6 +109,7 @@ def describe_topic(topic: str) -> tuple[str, str]:
 
 
 MAX_BATCH_BYTES = 4 * 1024 * 1024  # one group commit stops growing past this much event data
+MAX_BATCH = 500  # … or this many commands
 
 # A group commit's event_log rows (and its Idempotency-Key answers, appended as a second
 # data-modifying statement of the same command): one statement however many events.
@@ -215,34 +216,39 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
             return ids
 
     def _lock_table(self, curs: Any) -> None:
-        # The same EXCLUSIVE lock as the library's, taken through an owner-defined function so
-        # the service role needs no UPDATE/DELETE/TRUNCATE privilege (see append_only.py); the
-        # transaction starts here (``insert_events`` commits it) and the library's NOTIFY is
-        # sent with the lock: one round trip.
+        curs.execute(self.begin_statement())
+
+    def begin_statement(self) -> sql.Composed:
+        """``BEGIN``, the lock timeout, the table lock and ``NOTIFY``: one message (statements
+        without parameters), one round trip. The same EXCLUSIVE lock as the library's, taken
+        through an owner-defined function so the service role needs no UPDATE/DELETE/TRUNCATE
+        privilege (see append_only.py); ``COMMIT`` ends the transaction."""
         if self._begin_lock_notify is None:
             self._begin_lock_notify = sql.SQL("; ").join([
                 sql.SQL("BEGIN"), self.lock_table_statements[0],  # SET LOCAL lock_timeout
                 append_only.lock_events_statement(self.datastore.schema),
                 sql.SQL("NOTIFY {0}").format(sql.Identifier(self.channel_name))])
-        curs.execute(self._begin_lock_notify)
+        return self._begin_lock_notify
 
-    _begin_lock_notify: sql.Composable | None = None
+    _begin_lock_notify: sql.Composed | None = None
 
     def _insert_stored_events(self, curs: Any, stored_events: Sequence[StoredEvent],
                               **kwargs: Any) -> None:
-        # The library's insert … RETURNING notification_id in input order, the rows sent as
-        # four binary arrays rather than one array of a composite type, which psycopg can only
-        # send as text, escaping every field.
-        curs.execute(self.insert_statement(), (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events], [e.state for e in stored_events]))
+        curs.execute(self.insert_statement(), self.insert_params(stored_events))
+
+    @staticmethod
+    def insert_params(stored_events: Sequence[StoredEvent]) -> tuple[list[Any], ...]:
+        """``insert_statement``'s parameters: four binary arrays rather than one array of a
+        composite type, which psycopg can only send as text, escaping every field."""
+        return ([e.originator_id for e in stored_events],
+                [e.originator_version for e in stored_events],
+                [e.topic for e in stored_events], [e.state for e in stored_events])
 
     _insert_arrays: sql.Composed | None = None
 
     def insert_statement(self) -> sql.Composed:
-        """INSERT … RETURNING notification_id of four binary arrays (ids, versions, topics,
-        states)."""
+        """The library's INSERT … RETURNING notification_id (in input order) of the events,
+        sent as four arrays (``insert_params``)."""
         if self._insert_arrays is None:
             id_type = sql.SQL(self.datastore.originator_id_type)
             self._insert_arrays = sql.SQL(
@@ -262,6 +268,31 @@ def _translated(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[An
         yield conn
     except psycopg.IntegrityError as exc:
         raise IntegrityError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def commit_span(batch: Sequence[PendingWrite]) -> Iterator[None]:
+    """One span per group commit, linked to the commands it carries (they are in other
+    traces). Its statements get no spans of their own: on the hot path, the transaction's
+    span says what they would (how long, how many events)."""
+    with tracer.start_as_current_span(
+            "event_store.commit",
+            links=telemetry.links_to_spans(item.span for item in batch)) as span, \
+            suppress_instrumentation():
+        span.set_attribute("opsledger.commands", len(batch))
+        span.set_attribute("opsledger.events", sum(len(item.stored) for item in batch))
+        yield
+
+
+def batch_cut(sizes: Sequence[int]) -> int:
+    """How many of the waiting writes (their event bytes, in order) one group commit takes:
+    at most ``MAX_BATCH``, and no more once ``MAX_BATCH_BYTES`` is reached."""
+    total = 0
+    for n, size in enumerate(sizes[:MAX_BATCH], 1):
+        total += size
+        if total >= MAX_BATCH_BYTES:
+            return n
+    return min(len(sizes), MAX_BATCH)
 
 
 class EventStore:
@@ -345,11 +376,18 @@ class EventStore:
     def append(self, events: Sequence[Any], idempotency: IdempotencyRecord | None = None,
                ) -> Future[list[int]]:
         """Queues events for the next group commit; the future gives their positions."""
+        item = self.pending(events, idempotency)
+        self._queue.put(item)
+        return item.future
+
+    def pending(self, events: Sequence[Any], idempotency: IdempotencyRecord | None = None,
+                ) -> PendingWrite:
+        """Events to append, stored as they will be, with the caller's span (the group
+        commit's span links to it)."""
         item = PendingWrite(events=events, idempotency=idempotency,
                             span=trace.get_current_span().get_span_context())
         item.stored = [self.mapper.to_stored_event(e) for e in events]
-        self._queue.put(item)
-        return item.future
+        return item
 
     def append_and_wait(self, events: Sequence[Any], timeout: float = 30.0) -> list[int]:
         return self.append(events).result(timeout)
@@ -361,7 +399,7 @@ class EventStore:
                 return
             batch = [first]
             size = sum(len(s.state) for s in first.stored)
-            while len(batch) < 500 and size < MAX_BATCH_BYTES:
+            while len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -378,15 +416,7 @@ class EventStore:
                 self._write_batch(batch)
 
     def _write_batch(self, batch: list[PendingWrite]) -> None:
-        # One span per transaction, linked to the commands it carries (they are in other
-        # traces). Its half-dozen statements get no spans of their own: on the hot path, the
-        # transaction's span says what they would (how long, how many events).
-        with tracer.start_as_current_span(
-                "event_store.commit",
-                links=telemetry.links_to_spans(item.span for item in batch)) as span, \
-                suppress_instrumentation():
-            span.set_attribute("opsledger.commands", len(batch))
-            span.set_attribute("opsledger.events", sum(len(item.stored) for item in batch))
+        with commit_span(batch):
             self._write_batch_in_span(batch)
 
     def _write_batch_in_span(self, batch: list[PendingWrite]) -> None:

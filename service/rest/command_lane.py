@@ -63,15 +63,17 @@ class CommandLane:
         # lane stands aside rather than answer untraced.
         return lane if lane.routes and lane._telemetry is not None else None
 
-    def match(self, scope: dict[str, Any]) -> tuple[CommandRoute, FastCommand] | None:
+    def match(self, scope: dict[str, Any]) -> tuple[CommandRoute, FastCommand, str] | None:
+        """The route of an update command's request, and its path's record id (as sent)."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return None
         parts = scope["path"].split("/")
         if len(parts) != 4 or parts[0]:
             return None
-        return self.routes.get((parts[1], parts[3]))
+        found = self.routes.get((parts[1], parts[3]))
+        return None if found is None else (*found, parts[2])
 
-    async def serve(self, found: tuple[CommandRoute, FastCommand], scope: dict[str, Any],
+    async def serve(self, found: tuple[CommandRoute, FastCommand, str], scope: dict[str, Any],
                     receive: Any, send: Any, fallback: ASGIApp) -> None:
         try:
             raw = await self._body(scope, receive)
@@ -80,11 +82,11 @@ class CommandLane:
         if raw is None:  # not read: the app gets the request as it came
             await fallback(scope, receive, send)
             return
-        route, fast = found
+        route, fast, record_id = found
         started = time.perf_counter()
         cid = request_correlation_id(scope)
         scope["app"] = self.app
-        scope["path_params"] = {"record_id": scope["path"].split("/")[2]}
+        scope["path_params"] = {"record_id": record_id}
         request = Request(scope, _replay(raw, receive))
         token = correlation_id.set(cid)
         try:
