@@ -57,6 +57,7 @@ _categories: tuple[str, ...] = DEFAULT_CATEGORIES
 LINE_KINDS: tuple[str, ...] = ("revenue", "cost", "expense")
 WARNING_THRESHOLDS: tuple[int, ...] = (80, 100)
 MONTHS = 12
+ZERO = Decimal("0.00")
 
 LineKind = Literal["revenue", "cost", "expense"]
 OverspendPolicy = Literal["warn", "block"]
@@ -159,12 +160,22 @@ class LineFigures(TypedDict):
     utilisation: Decimal | None
 
 
-def line_figures(line: Mapping[str, Any], actuals: Iterable[Mapping[str, Any]]) -> LineFigures:
-    """Budget, actual, remaining and utilisation % of one line, from the budget's actuals."""
+def line_figures(line: Mapping[str, Any], line_actuals: Mapping[str, Decimal]) -> LineFigures:
+    """Budget, actual, remaining and utilisation % of one line, from the budget's running
+    actual per line (``Budget.line_actuals``)."""
     amount: Decimal = line["amount"]
-    actual = sum((a["amount"] for a in actuals if a["line_id"] == line["id"]), Decimal("0.00"))
+    actual = line_actuals.get(line["id"], ZERO)
     return {"budget": amount, "actual": actual, "remaining": amount - actual,
             "utilisation": utilisation(actual, amount)}
+
+
+def sum_by_line(actuals: Iterable[Mapping[str, Any]]) -> dict[str, Decimal]:
+    """Each line's actual: the sum of the amounts recorded on it (a line with an actual is a
+    key, whatever the sum)."""
+    totals: dict[str, Decimal] = {}
+    for a in actuals:
+        totals[a["line_id"]] = totals.get(a["line_id"], ZERO) + a["amount"]
+    return totals
 
 
 def is_controlled(line: Mapping[str, Any]) -> bool:
@@ -203,9 +214,19 @@ def _validated_line(raw: Mapping[str, Any], at: str, line_id: str) -> dict[str, 
 
 
 class Budget(Record):
-    """A department's annual budget: lines, approval, actuals under control, adjustments."""
+    """A department's annual budget: lines, approval, actuals under control, adjustments.
+
+    The budget holds each line's running actual (``line_actuals``), not the actuals themselves:
+    they are its ``ActualRecorded`` events, and the ``budget_actuals`` view. (Version 1 held
+    every actual of the year, so its state, snapshots and every command on it grew with the
+    year; ``upcast_v1_v2`` turns such a snapshot into the totals.)"""
 
     RECORD_TYPE = "budget"
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["line_actuals"] = sum_by_line(state.pop("actuals", None) or [])
 
     @staticmethod
     def id_for(department: str, fiscal_year: int) -> UUID:
@@ -237,7 +258,8 @@ class Budget(Record):
         self.execution_started_by: str | None = None
         self.closed_by: str | None = None
         self.close_reason = ""
-        self.actuals: list[dict[str, Any]] = []
+        # Each line's actual so far, by line id; a line is a key once an actual names it.
+        self.line_actuals: dict[str, Decimal] = {}
         self.warned_thresholds: dict[str, list[int]] = {}
         self.version_no = 1
         self.versions: list[dict[str, Any]] = []
@@ -371,7 +393,7 @@ class Budget(Record):
                 f"'date' must fall in fiscal year {self.fiscal_year}", field="date",
                 rule="outside_fiscal_year")
         reference = require_text(reference, "reference", max_length=200)
-        figures = line_figures(line, self.actuals)
+        figures = line_figures(line, self.line_actuals)
         after = figures["actual"] + amount
         overspent = is_controlled(line) and after > line["amount"]
         if overspent and self.overspend_policy == "block" and not override:
@@ -441,7 +463,7 @@ class Budget(Record):
         # Thresholds re-arm when the new amount brings utilisation back below them.
         warned = {}
         for line in lines:
-            actual = line_figures(line, self.actuals)["actual"]
+            actual = line_figures(line, self.line_actuals)["actual"]
             kept = [t for t in self.warned_thresholds.get(line["id"], [])
                     if crossed(actual, line["amount"], t)]
             if kept:
@@ -449,7 +471,7 @@ class Budget(Record):
         self._adjustment_approved(adjustment_id=adjustment_id, version_no=self.version_no + 1,
                                   lines=lines, warned_thresholds=warned, by=actor.user_id)
         for line in self.lines:
-            self._raise_warnings(line, line_figures(line, self.actuals)["actual"])
+            self._raise_warnings(line, line_figures(line, self.line_actuals)["actual"])
 
     # --- Checks and computations used by the commands ---
 
@@ -530,7 +552,7 @@ class Budget(Record):
                 lines.append(line)
                 continue
             current = self._line(line_id)
-            has_actuals = any(a["line_id"] == line_id for a in self.actuals)
+            has_actuals = line_id in self.line_actuals
             if change["action"] == "remove":
                 require(not has_actuals,
                         f"line '{current['name']}' has actuals and cannot be removed",
@@ -611,7 +633,10 @@ class Budget(Record):
 
     @event("ActualRecorded")
     def _actual_recorded(self, actual: dict[str, Any]) -> None:
-        self.actuals = [*self.actuals, copy_data(actual)]
+        line_id = actual["line_id"]
+        # A new dict, never changed in place: a projection may still be encoding the last one.
+        self.line_actuals = {**self.line_actuals,
+                             line_id: self.line_actuals.get(line_id, ZERO) + actual["amount"]}
 
     @event("BudgetWarningRaised")
     def _budget_warning_raised(self, line_id: str, threshold: int, utilisation: Decimal | None,

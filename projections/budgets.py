@@ -1,12 +1,13 @@
 """The budget query tables: `budgets`, their current `budget_lines`, `budget_actuals`, and the
 `budget_warnings` raised by budget control (SPEC §5).
 
-The first three are written from the evolved Budget aggregate (a ``RecordTable``): one row per
-budget for filters; its lines as they stand in the current version (replaced on every change);
-its actuals, which never change once recorded (insert-only, keyed by their id, so writing them
-again is idempotent). Warnings need the event itself — when it was raised, by whose command —
-and a threshold can fire again after an adjustment re-arms it, so they are their own projection
-over ``BudgetWarningRaised`` events. Every amount is ``numeric(18, 2)``: never a float.
+The first two are written from the evolved Budget aggregate (a ``RecordTable``): one row per
+budget for filters, and its lines as they stand in the current version (replaced on every
+change). Actuals and warnings need the events themselves — the aggregate keeps only each
+line's running actual, and a threshold can fire again after an adjustment re-arms it — so each
+is its own insert-only projection over its event type (``ActualRecorded``,
+``BudgetWarningRaised``), keyed so that writing an event again changes nothing. Every amount is
+``numeric(18, 2)``: never a float.
 """
 
 from __future__ import annotations
@@ -55,7 +56,19 @@ CREATE TABLE IF NOT EXISTS budget_lines (
     monthly    numeric(18, 2)[],
     PRIMARY KEY (budget_id, line_id)
 );
+"""
 
+# Before budgets kept only their lines' totals (class version 2), this table was written from
+# the aggregates' lists of actuals, without the events' positions: such a table is dropped,
+# and this projection (tracked from 0, as it is new) fills it again from the events.
+ACTUALS_SQL = """
+DO $$ BEGIN
+  IF to_regclass('budget_actuals') IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM pg_attribute
+       WHERE attrelid = to_regclass('budget_actuals') AND attname = 'recorded_at') THEN
+    DROP TABLE budget_actuals;
+  END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS budget_actuals (
     id              uuid PRIMARY KEY,
     budget_id       uuid NOT NULL,
@@ -69,7 +82,9 @@ CREATE TABLE IF NOT EXISTS budget_actuals (
     recorded_by     text NOT NULL,
     overspent       boolean NOT NULL,
     override_by     text,
-    override_reason text
+    override_reason text,
+    position        bigint NOT NULL,
+    recorded_at     timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS budget_actuals_line_idx ON budget_actuals (budget_id, line_id, month);
 CREATE INDEX IF NOT EXISTS budget_actuals_project_idx ON budget_actuals (project_id)
@@ -99,9 +114,12 @@ BUDGET_COLUMNS = ("id", "department", "fiscal_year", "status", "currency", "over
                   "version_no", "compiled_by", "created_at", "updated_at", "version", "position",
                   "doc")
 ACTUAL_COLUMNS = ("id", "budget_id", "line_id", "kind", "amount", "date", "month", "reference",
-                  "project_id", "recorded_by", "overspent", "override_by", "override_reason")
+                  "project_id", "recorded_by", "overspent", "override_by", "override_reason",
+                  "position", "recorded_at")
 
-# The event class the library made from ``Budget._budget_warning_raised``.
+# The event classes the library made from ``Budget._actual_recorded`` and
+# ``Budget._budget_warning_raised``.
+ACTUAL_RECORDED: type = getattr(Budget, "ActualRecorded")  # noqa: B009
 WARNING_RAISED: type = getattr(Budget, "BudgetWarningRaised")  # noqa: B009
 WARNING_ID_NAMESPACE = UUID("5b0e7f1c-2d7e-4a53-8c1e-6f4a9d2b7c31")
 
@@ -115,20 +133,55 @@ def _insert(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
 
+def actual_row(env: Envelope) -> tuple[Any, ...]:
+    """The `budget_actuals` row of an ``ActualRecorded`` event."""
+    e: Any = env.event
+    a = e.actual
+    return (UUID(a["id"]), e.originator_id, a["line_id"], a["kind"], a["amount"], a["date"],
+            a["date"].month, a["reference"], a.get("project_id"), a["recorded_by"],
+            bool(a.get("overspent")), a.get("override_by"), a.get("override_reason"),
+            env.position, e.timestamp)
+
+
+class BudgetActualsProjection:
+    """`budget_actuals`: one row per ActualRecorded event, never changed once written."""
+
+    name = "budget_actuals"
+    tables: tuple[str, ...] = ("budget_actuals",)
+    event_types: tuple[type, ...] = (ACTUAL_RECORDED,)
+
+    def create_tables(self, conn: Connection[Any]) -> None:
+        conn.execute(ACTUALS_SQL)
+
+    def reset(self, conn: Connection[Any]) -> None:
+        conn.execute("TRUNCATE budget_actuals")
+
+    def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
+        self.prepare(conn, batch)(conn)
+
+    def prepare(self, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
+        rows = [actual_row(env) for env in batch if isinstance(env.event, ACTUAL_RECORDED)]
+
+        def write(conn: Connection[Any]) -> None:
+            with conn.cursor() as cur:
+                insert_rows(cur, "budget_actuals", ACTUAL_COLUMNS, rows,
+                            "ON CONFLICT (id) DO NOTHING")
+        return write
+
+
 class BudgetsTable:
-    """`budgets`, `budget_lines` and `budget_actuals` from the evolved Budget aggregates."""
+    """`budgets` and `budget_lines` from the evolved Budget aggregates."""
 
     record_type = Budget.RECORD_TYPE
-    tables: tuple[str, ...] = ("budgets", "budget_lines", "budget_actuals")
+    tables: tuple[str, ...] = ("budgets", "budget_lines")
+    # As of a moment, `budget_actuals` is made from these budgets' events up to then.
+    as_of_events = (BudgetActualsProjection(),)
 
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(BUDGETS_SQL)
 
     def writes(self, rows: Sequence[tuple[Record, int, Doc]]) -> Write:
         budgets, lines = [], []
-        # Each budget's actuals as they stand now: the domain replaces the list on every
-        # append (never changes it), so the list may be read when the rows are written.
-        all_actuals: list[tuple[UUID, list[dict[str, Any]]]] = []
         for b, position, doc in rows:
             s: Any = b
             budgets.append((b.id, s.department, s.fiscal_year, s.status, s.currency,
@@ -137,25 +190,12 @@ class BudgetsTable:
             lines += [(b.id, line["id"], seq, line["kind"], line["category"], line["name"],
                        line["amount"], _copy(line.get("monthly")))
                       for seq, line in enumerate(s.lines)]
-            all_actuals.append((b.id, s.actuals))
         ids = [b.id for b, _, _ in rows]
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in BUDGET_COLUMNS[1:]
                             if c != "created_at")
 
         def write(conn: Connection[Any]) -> None:
             with conn.cursor() as cur:
-                # A budget's actuals only grow (the domain appends; nothing changes or removes
-                # one): only those past the rows already stored are new. Sending every actual
-                # of every touched budget again, each batch, made a year's projection quadratic
-                # in its actuals.
-                stored = dict(cur.execute(
-                    "SELECT budget_id, count(*) FROM budget_actuals WHERE budget_id = ANY(%s)"
-                    " GROUP BY budget_id", (ids,)).fetchall())
-                actuals = [
-                    (UUID(a["id"]), budget_id, a["line_id"], a["kind"], a["amount"], a["date"],
-                     a["date"].month, a["reference"], a.get("project_id"), a["recorded_by"],
-                     bool(a.get("overspent")), a.get("override_by"), a.get("override_reason"))
-                    for budget_id, items in all_actuals for a in items[stored.get(budget_id, 0):]]
                 insert_rows(cur, "budgets", BUDGET_COLUMNS, budgets,
                             f"ON CONFLICT (id) DO UPDATE SET {updates}")
                 # The current version's lines replace the previous ones (an adjustment may add,
@@ -165,8 +205,6 @@ class BudgetsTable:
                 cur.executemany(_insert("budget_lines", ("budget_id", "line_id", "seq", "kind",
                                                          "category", "name", "amount",
                                                          "monthly")), lines)
-                insert_rows(cur, "budget_actuals", ACTUAL_COLUMNS, actuals,
-                            "ON CONFLICT (id) DO NOTHING")
         return write
 
 

@@ -152,25 +152,6 @@ def freeze(mapper: Mapper[UUID], aggregate: Any) -> bytes:
     return mapper.to_stored_event(snapshot).state
 
 
-# Stands in for one attribute while the rest of a record is encoded, so that attribute's JSON
-# can be put in its place (``freeze_parts``, ``view_parts``). A private-use character and a
-# fixed random tag: no stored string is this.
-SPLICE = "\ue000opsledger-splice-5d1c0b7e9a2f4e31"
-_SPLICE_STATE = json.dumps(SPLICE, ensure_ascii=False).encode()
-
-
-def freeze_parts(mapper: Mapper[UUID], aggregate: Any, name: str,
-                 ) -> tuple[bytes, bytes] | None:
-    """``freeze(aggregate)`` split around the value of its attribute ``name``: the bytes
-    before it and after it (None if the attribute's place cannot be told)."""
-    snapshot = dataclasses.replace(Snapshot.take(aggregate), timestamp=aggregate.modified_on)
-    snapshot.state[name] = SPLICE  # the snapshot's own copy of the attributes
-    head, mark, tail = mapper.to_stored_event(snapshot).state.partition(_SPLICE_STATE)
-    if not mark or _SPLICE_STATE in tail:
-        return None
-    return head, tail
-
-
 def thaw(mapper: Mapper[UUID], record_id: UUID, version: int, state: bytes) -> Any:
     snapshot = mapper.to_domain_event(StoredEvent(record_id, version, SNAPSHOT_TOPIC, state))
     return snapshot.mutate(None)  # type: ignore[attr-defined]
@@ -208,11 +189,9 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def record_view(aggregate: Any, *, splice: str | None = None) -> dict[str, Any]:
-    """The public state of a record: what REST, GraphQL and as-of queries all return.
-    (``splice``: that attribute is left out, ``SPLICE`` in its place; see ``view_parts``.)"""
-    doc = {k: SPLICE if k == splice else jsonable(v)
-           for k, v in vars(aggregate).items() if not k.startswith("_")}
+def record_view(aggregate: Any) -> dict[str, Any]:
+    """The public state of a record: what REST, GraphQL and as-of queries all return."""
+    doc = {k: jsonable(v) for k, v in vars(aggregate).items() if not k.startswith("_")}
     doc["id"] = str(aggregate.id)
     doc["version"] = aggregate.version
     doc["record_type"] = getattr(aggregate, "RECORD_TYPE", None)
@@ -224,20 +203,11 @@ def record_view(aggregate: Any, *, splice: str | None = None) -> dict[str, Any]:
 # A view's JSON for a jsonb column: compact, UTF-8 as is (jsonb keeps the values, not the text).
 _VIEW_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
                                  check_circular=False)
-_SPLICE_VIEW = _VIEW_ENCODER.encode(SPLICE).encode()
 
 
 def view_json(value: Any) -> bytes:
     """``value`` (a view: JSON types only) as JSON text."""
     return _VIEW_ENCODER.encode(value).encode()
-
-
-def view_parts(doc: dict[str, Any]) -> tuple[bytes, bytes] | None:
-    """A view made with ``record_view(…, splice=name)`` as JSON, split around that attribute."""
-    head, mark, tail = view_json(doc).partition(_SPLICE_VIEW)
-    if not mark or _SPLICE_VIEW in tail:
-        return None
-    return head, tail
 
 
 def _as_is(data: Any) -> Any:

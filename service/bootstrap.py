@@ -11,7 +11,7 @@ from typing import Any
 from eventsourcing.persistence import Notification
 
 from domain.budget import configure_categories
-from projections.budgets import BudgetsTable, BudgetWarningsProjection
+from projections.budgets import BudgetActualsProjection, BudgetsTable, BudgetWarningsProjection
 from projections.customers import CustomersTable, ServiceRequestsTable
 from projections.engine import Envelope, ProjectionRunner
 from projections.projects import ProjectsTable
@@ -74,7 +74,7 @@ def build_projections(store: EventStore) -> list[Any]:
     return [RecordsProjection(store.mapper, [ProjectsTable(), RisksTable(),
                                                 CustomersTable(), ServiceRequestsTable(),
                                                 BudgetsTable()]),
-            BudgetWarningsProjection()]
+            BudgetActualsProjection(), BudgetWarningsProjection()]
 
 
 class StoreSource:

@@ -22,10 +22,12 @@ from uuid import UUID
 
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.utils import get_topic
 from psycopg_pool import ConnectionPool
 
 from domain.shared import Record
 from projections.codec import record_view
+from projections.engine import Envelope
 from projections.records import RecordTable
 from service.application import NotFound
 from service.catalogue import PLURALS, RECORD_TYPES, record_class
@@ -239,17 +241,42 @@ class AsOfReader:
         In one transaction on one connection, each ``RecordTable`` gets temporary tables of the
         same names and columns (``LIKE``, indexes included), which shadow the live ones
         (``pg_temp`` comes first in the search path); the table's own ``writes`` fills them
-        from the records rebuilt as of then; the statements run as written. Once the tables
-        exist the transaction turns read-only (PostgreSQL still lets it write temporary
-        tables), so nothing here can touch a live table; the temporary ones go with the
-        transaction (``ON COMMIT DROP``), so nothing outlives the read."""
+        from the records rebuilt as of then. So do the event projections a table names in
+        ``as_of_events`` (a budget's actuals): each ``prepare``s its temporary tables from
+        those records' events up to their versions then. The statements run as written. Once
+        the tables exist the transaction turns read-only (PostgreSQL still lets it write
+        temporary tables), so nothing here can touch a live table; the temporary ones go with
+        the transaction (``ON COMMIT DROP``), so nothing outlives the read."""
+        from_events = [(p, records) for table, records in tables
+                       for p in getattr(table, "as_of_events", ())]
         with self.pool.connection() as conn, conn.transaction():
-            for table, _ in tables:
-                for name in table.tables:
-                    conn.execute(f"CREATE TEMP TABLE {name} (LIKE {name} INCLUDING ALL)"
-                                 " ON COMMIT DROP")
+            for name in [*(n for t, _ in tables for n in t.tables),
+                         *(n for p, _ in from_events for n in p.tables)]:
+                conn.execute(f"CREATE TEMP TABLE {name} (LIKE {name} INCLUDING ALL)"
+                             " ON COMMIT DROP")
             conn.execute("SET TRANSACTION READ ONLY")
             for table, records in tables:
                 if records:
                     table.writes([(r.record, r.position, r.doc) for r in records])(conn)
+            for projection, records in from_events:
+                if records:
+                    events = self.events_up_to(conn, records, projection.event_types)
+                    projection.prepare(conn, events)(conn)
             return [self._query(conn, sql, params) for sql, params in statements]
+
+    def events_up_to(self, conn: Any, records: Sequence[VersionAt],
+                     types: Sequence[type]) -> list[Envelope]:
+        """The events of ``types`` of each record up to its version, in the log's order."""
+        table = self.store.recorder.events_table_name
+        rows = self._query(
+            conn, "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
+                  f" e.state FROM unnest(%s::uuid[], %s::bigint[]) AS r(id, version)"
+                  f" JOIN {table} e ON e.originator_id = r.id"
+                  "  AND e.originator_version <= r.version"
+                  " WHERE e.topic = ANY(%s) ORDER BY e.notification_id",
+            ([r.record_id for r in records], [r.version for r in records],
+             [get_topic(t) for t in types]))
+        mapper = self.store.mapper
+        return [Envelope(r["notification_id"], mapper.to_domain_event(StoredEvent(
+            r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"]))))
+            for r in rows]

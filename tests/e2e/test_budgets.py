@@ -68,7 +68,7 @@ query($id: ID!, $pos: Int) {
             utilisationPercent overspent warnedThresholds }
     totals { kind figures { budget actual remaining utilisationPercent } }
     actuals { lineId amount date reference projectId recordedBy overspent overrideBy
-              overrideReason }
+              overrideReason recordedAt position }
     versions { versionNo adjustmentId approvedBy totals { kind amount }
                lines { name amount monthly } }
     v1: versionLines(versionNo: 1) { name amount }
@@ -348,15 +348,22 @@ def test_budget_shows_lines_figures_versions_adjustment_and_warnings(
 
 def test_figures_reconcile_with_the_recorded_events(client: Any, people: dict,
                                                     world: dict[str, Any]) -> None:
-    """Independently of the views: sum the REST record's actuals per line and compare."""
+    """Two independent paths: the REST record's running totals (the aggregate, from its
+    events) and the actuals view (a row per ActualRecorded event), summed per line."""
     from decimal import Decimal
 
     rest = client.get(f"/budgets/{world['bid']}", headers=people["ann"]).json()
     assert_no_float(rest)
-    sums: dict[str, Decimal] = {}
-    for a in rest["actuals"]:
-        sums[a["line_id"]] = sums.get(a["line_id"], Decimal("0")) + Decimal(a["amount"])
+    assert "actuals" not in rest  # the budget keeps totals; the actuals are their events
     b = gql(client, people["ann"], BUDGET_Q, id=world["bid"], pos=world["pos"])["budget"]
+    sums: dict[str, Decimal] = {}
+    for a in b["actuals"]:
+        sums[a["lineId"]] = sums.get(a["lineId"], Decimal("0")) + Decimal(a["amount"])
+    assert {k: Decimal(v) for k, v in rest["line_actuals"].items()} == sums
+    positions = [a["position"] for a in b["actuals"]]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert [a["recordedAt"] for a in b["actuals"]] == sorted(a["recordedAt"]
+                                                            for a in b["actuals"])
     for line in b["lines"]:
         assert Decimal(line["actual"]) == sums.get(line["id"], Decimal("0"))
         assert Decimal(line["remaining"]) == Decimal(line["amount"]) - Decimal(line["actual"])

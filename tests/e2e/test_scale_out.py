@@ -225,7 +225,7 @@ def test_the_standby_worker_takes_over_from_a_killed_leader_and_the_views_stay_e
                                                     " ORDER BY position")]
         assert positions[-1] == final
         started_at = second.leader_positions()
-        for projection in ("records", "budget_warnings"):
+        for projection in ("records", "budget_actuals", "budget_warnings"):
             batches = sorted((b["first_position"], b["last_position"], b["events"])
                              for p in (first, second) for b in p.batches()
                              if b["projection"] == projection)

@@ -1,5 +1,5 @@
 """The budget tables are rebuildable: a rebuild from the events gives the very same rows —
-lines of the current version, actuals, and the warnings (their own projection)."""
+lines of the current version, and the actuals and warnings (projections of their events)."""
 
 from __future__ import annotations
 
@@ -77,54 +77,65 @@ def test_rebuilding_the_budget_tables_gives_the_same_rows(app: Any) -> None:
     # 85 % → 80; version 2 brings it to 42.5 % (80 re-arms); 102.5 % → 80 and 100
     assert [r[5] for r in before["budget_warnings"]] == [80, 80, 100]
 
-    app.runner.reset(["records", "budget_warnings"])
+    app.runner.reset(["records", "budget_actuals", "budget_warnings"])
     assert all(not rows for rows in snapshot(app).values())
     app.runner.catch_up()
     assert snapshot(app) == before
 
 
-def test_a_budget_read_back_between_batches_is_stored_as_if_encoded_whole(
-        app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A budget's actuals already stored are reused, not encoded again (records.py
-    ``APPEND_ONLY``): its state and view are still exactly those of the whole aggregate."""
-    from projections import records
-    from projections.codec import freeze, record_view
-
-    spliced = []
-    encode = records._Grown.encode
-
-    def counting(self: Any, mapper: Any, record: Any) -> Any:
-        result = encode(self, mapper, record)
-        spliced.append(result is not None)
-        return result
-
-    monkeypatch.setattr(records._Grown, "encode", counting)
+def issued(app: Any) -> tuple[UUID, str]:
     bid = run(app, "compile", MANAGER, department="ops", fiscal_year=2026, lines=[
         {"kind": "expense", "category": "travel", "name": "Travel", "amount": "1000.00"}])
     for command, actor in (("submit", MANAGER), ("pass_finance_review", FINANCE),
                            ("approve", LEADER), ("issue", LEADER)):
         run(app, command, actor, bid)
-    line = app.ledger.load(Budget, bid).lines[0]["id"]
-    app.runner.rebuild_batch_size = 2  # the budget is read back for every other event
+    return bid, app.ledger.load(Budget, bid).lines[0]["id"]
+
+
+def test_the_actuals_are_their_events_and_the_budget_their_totals(app: Any) -> None:
+    """Each ActualRecorded event is one row, at its position and time; the budget's state and
+    view hold each line's total, and stay the size they were however many actuals come."""
+    from projections.codec import freeze
+
+    bid, line = issued(app)
+    sizes = []
     for n in range(7):
         run(app, "record_actual", MEMBER, bid, line_id=line, amount=f"{n + 1}.25",
             date=date(2026, 2, n + 1), reference=f"R{n} ünïcode \"quoted\"")
-        app.runner.catch_up()
-    assert any(spliced)
-
-    def stored() -> tuple[Any, ...]:
-        with psycopg.connect(app.database.conninfo) as conn:
-            return conn.execute(  # type: ignore[return-value]
-                "SELECT r.state, r.doc, b.doc FROM record_state r JOIN budgets b USING (id)"
-                " WHERE id = %s", (bid,)).fetchone()
-
-    budget = app.ledger.load(Budget, bid)
-    state, doc, table_doc = stored()
-    assert len(budget.actuals) == 7
-    assert bytes(state) == freeze(app.store.mapper, budget)
-    assert doc == table_doc == record_view(budget)
-
-    app.runner.reset(["records"])
-    app.runner.rebuild_batch_size = 1000  # whole, in one batch
+        sizes.append(len(freeze(app.store.mapper, app.ledger.load(Budget, bid))))
+        if n % 3 == 0:
+            app.runner.catch_up()  # in several batches
     app.runner.catch_up()
-    assert stored() == (state, doc, table_doc)
+    assert max(sizes) - min(sizes) <= 2  # the state grows by the total's digits only
+
+    with psycopg.connect(app.database.conninfo) as conn:
+        rows = conn.execute(
+            "SELECT a.reference, a.amount, a.position, a.recorded_at, e.occurred_at, e.version"
+            " FROM budget_actuals a JOIN event_log e USING (position)"
+            " WHERE a.budget_id = %s ORDER BY a.position", (bid,)).fetchall()
+        doc = conn.execute("SELECT doc FROM budgets WHERE id = %s", (bid,)).fetchone()[0]
+    assert [(r[0], r[1]) for r in rows] == [
+        (f"R{n} ünïcode \"quoted\"", Decimal(f"{n + 1}.25")) for n in range(7)]
+    assert all(r[3] == r[4] for r in rows)  # recorded when the event occurred
+    assert doc["line_actuals"] == {line: "29.75"}
+    assert "actuals" not in doc
+    budget = app.ledger.load(Budget, bid)
+    assert [v for *_, v in rows] == [v for v in range(6, budget.version + 1)]
+
+
+def test_a_budget_actuals_table_of_before_is_refilled_from_the_events(app: Any) -> None:
+    """A table of the version that wrote actuals from the aggregates (no positions) is
+    replaced when the tables are created, and the new projection fills it from position 0."""
+    bid, line = issued(app)
+    run(app, "record_actual", MEMBER, bid, line_id=line, amount="5.00",
+        date=date(2026, 2, 1), reference="A")
+    app.runner.catch_up()
+    with psycopg.connect(app.database.conninfo) as conn:
+        conn.execute("ALTER TABLE budget_actuals DROP COLUMN position, DROP COLUMN recorded_at")
+        conn.execute("DELETE FROM projection_tracking WHERE name = 'budget_actuals'")
+    app.runner.create_tables()
+    app.runner.positions.pop("budget_actuals", None)
+    app.runner.catch_up()
+    with psycopg.connect(app.database.conninfo) as conn:
+        assert conn.execute("SELECT reference, amount FROM budget_actuals").fetchall() == [
+            ("A", Decimal("5.00"))]

@@ -22,7 +22,7 @@ from tests.resilience.test_projector_kill import ENV, positions
 
 pytestmark = pytest.mark.slow
 
-PROJECTIONS = ("budget_warnings", "records")
+PROJECTIONS = ("budget_actuals", "budget_warnings", "records")
 
 
 def tracking(conninfo: str) -> dict[str, int]:
