@@ -212,6 +212,7 @@ class BudgetWarningsProjection:
     """`budget_warnings`: one row per BudgetWarningRaised event (80 % / 100 % of a line)."""
 
     name = "budget_warnings"
+    event_types: tuple[type, ...] = (WARNING_RAISED,)
 
     def create_tables(self, conn: Connection[Any]) -> None:
         conn.execute(WARNINGS_SQL)

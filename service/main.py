@@ -73,6 +73,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             if writer is not None:
                 ledger.loop_writer = None
                 await writer.close()
+            positions = getattr(app.state, "projected_positions", None)
+            if positions is not None:
+                await positions.close()
             pool = getattr(app.state, "graphql_pool", None)
             if pool is not None:
                 await pool.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +12,7 @@ from strawberry.fastapi import BaseContext
 
 from domain.shared import Actor
 from service.bootstrap import Container
+from service.graphql.positions import POSITION_SQL, ProjectedPositions
 
 
 class ReadError(Exception):
@@ -25,10 +25,11 @@ class ReadError(Exception):
 
 class GraphQLContext(BaseContext):
     def __init__(self, container: Container, pool: AsyncConnectionPool, actor: Actor | None,
-                 authorization: str | None = None):
+                 authorization: str | None = None, *, positions: ProjectedPositions):
         super().__init__()
         self.container = container
         self.pool = pool
+        self.positions = positions
         self.actor = actor
         self.authorization = authorization  # the header ``actor`` was read from
         self.sql_statements = 0
@@ -74,18 +75,13 @@ class GraphQLContext(BaseContext):
             if runner.position >= position or await asyncio.to_thread(
                     runner.wait_for, position, timeout):
                 return
-        else:  # another process projects: poll its tracking rows
-            deadline = time.monotonic() + timeout
-            delay = 0.002
-            while True:
-                rows = await self.fetch("SELECT coalesce(min(position), 0) AS p"
-                                        " FROM projection_tracking")
-                if rows and int(rows[0]["p"]) >= position:
-                    return
-                if time.monotonic() >= deadline:
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.01)
+        else:  # another process projects: woken by its commits (positions.py)
+            async def first() -> int:
+                rows = await self.fetch(POSITION_SQL)
+                return int(rows[0]["p"]) if rows else 0
+
+            if await self.positions.wait_for(position, timeout, first):
+                return
         raise ReadError(f"projections have not reached position {position} within "
                         f"{timeout:g} s; retry, or read without waitForPosition",
                         "PROJECTION_LAG")

@@ -59,6 +59,7 @@ from service.graphql.indicators import (
 from service.graphql.integrity import IntegrityQuery
 from service.graphql.nodes import Node, parse_global_id, record_uuid
 from service.graphql.pagination import Connection
+from service.graphql.positions import POSITION_SQL, ProjectedPositions
 from service.graphql.projects import (
     Project,
     ProjectFilter,
@@ -335,6 +336,14 @@ async def _pool(request: HTTPConnection) -> AsyncConnectionPool:
                                    check=AsyncConnectionPool.check_connection, timeout=5.0)
         await pool.open()
         request.app.state.graphql_pool = pool
+
+        async def read() -> int:
+            async with pool.connection() as conn:
+                row = await (await conn.execute(POSITION_SQL)).fetchone()
+            return int(row[0]) if row else 0
+
+        request.app.state.projected_positions = ProjectedPositions(
+            container.database.conninfo, read)
     return pool
 
 
@@ -347,7 +356,9 @@ async def get_context(request: HTTPConnection) -> GraphQLContext:  # HTTP or Web
             actor = container.auth.actor(header)
         except Unauthorized:
             raise
-    return GraphQLContext(container, await _pool(request), actor, header)
+    pool = await _pool(request)
+    return GraphQLContext(container, pool, actor, header,
+                          positions=request.app.state.projected_positions)
 
 
 def graphql_router() -> GraphQLRouter[Any, None]:

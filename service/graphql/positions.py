@@ -1,0 +1,106 @@
+"""Read your own writes when another process projects: wait for the projections' position,
+woken by their commits.
+
+Every projection batch's transaction sends ``NOTIFY`` on ``PROJECTED_CHANNEL``
+(``projections.engine``). While reads wait, one task of the process listens on its own
+connection; on a notification it reads the projections' position once, for every waiting
+read, and wakes them. A read no longer polls ``projection_tracking`` on a back-off of its own
+(up to 10 ms late, and one statement per poll per read): it is answered within a round trip
+of the batch's commit. Each read still starts with a reading of its own, so a position that
+went back (a projection reset to rebuild) is never taken from before; and a waiting read
+reads again every ``FALLBACK_SECONDS`` in case a notification was missed (the listening
+connection lost and made again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import psycopg
+from psycopg import sql
+
+from projections.engine import PROJECTED_CHANNEL
+
+log = logging.getLogger(__name__)
+
+FALLBACK_SECONDS = 0.05
+POSITION_SQL = "SELECT coalesce(min(position), 0) AS p FROM projection_tracking"
+
+Read = Callable[[], Awaitable[int]]
+
+
+class ProjectedPositions:
+    """The reads of one process (one event loop) waiting for the projections' position."""
+
+    def __init__(self, conninfo: str, read: Read):
+        self.conninfo = conninfo
+        self.read = read  # the position as committed now (one statement)
+        self.position = 0  # as read after the last notification heard while reads waited
+        self._waiting = 0
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait_for(self, position: int, timeout: float, first: Read) -> bool:
+        """True once every projection has applied ``position`` (``first``: this read's own
+        reading, counted as its statement); False after ``timeout`` seconds."""
+        if await first() >= position:
+            return True
+        self._listen()
+        deadline = time.monotonic() + timeout
+        self._waiting += 1
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                changed = self._changed
+                try:
+                    await asyncio.wait_for(changed.wait(), min(remaining, FALLBACK_SECONDS))
+                except TimeoutError:
+                    if await self.read() >= position:
+                        return True
+                    continue
+                if self.position >= position:
+                    return True
+            return False
+        finally:
+            self._waiting -= 1
+
+    def _listen(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                                name="projected-positions")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.conninfo, autocommit=True, connect_timeout=5) as conn:
+                    await conn.execute(sql.SQL("LISTEN {}").format(
+                        sql.Identifier(PROJECTED_CHANNEL)))
+                    while True:
+                        heard = False
+                        async for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            heard = True
+                        if not heard:
+                            continue
+                        async for _ in conn.notifies(timeout=0):  # a burst is one wake-up
+                            pass
+                        if self._waiting:
+                            self.position = await self.read()
+                            changed, self._changed = self._changed, asyncio.Event()
+                            changed.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("projected-position listener lost its connection; reconnecting in"
+                            " 1 s (waiting reads poll meanwhile)", exc_info=True)
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
