@@ -23,6 +23,7 @@ from domain.shared import Record
 from projections.bulk import insert_rows
 from projections.codec import Doc, doc_jsonb
 from projections.engine import Envelope, Write
+from projections.event_rows import EventRows
 
 BUDGETS_SQL = """
 CREATE TABLE IF NOT EXISTS budgets (
@@ -133,40 +134,21 @@ def _insert(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
 
 
-def actual_row(env: Envelope) -> tuple[Any, ...]:
-    """The `budget_actuals` row of an ``ActualRecorded`` event."""
-    e: Any = env.event
-    a = e.actual
-    return (UUID(a["id"]), e.originator_id, a["line_id"], a["kind"], a["amount"], a["date"],
-            a["date"].month, a["reference"], a.get("project_id"), a["recorded_by"],
-            bool(a.get("overspent")), a.get("override_by"), a.get("override_reason"),
-            env.position, e.timestamp)
-
-
-class BudgetActualsProjection:
+class BudgetActualsProjection(EventRows):
     """`budget_actuals`: one row per ActualRecorded event, never changed once written."""
 
     name = "budget_actuals"
-    tables: tuple[str, ...] = ("budget_actuals",)
-    event_types: tuple[type, ...] = (ACTUAL_RECORDED,)
+    sql = ACTUALS_SQL
+    columns = ACTUAL_COLUMNS
+    event_types = (ACTUAL_RECORDED,)
 
-    def create_tables(self, conn: Connection[Any]) -> None:
-        conn.execute(ACTUALS_SQL)
-
-    def reset(self, conn: Connection[Any]) -> None:
-        conn.execute("TRUNCATE budget_actuals")
-
-    def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
-        self.prepare(conn, batch)(conn)
-
-    def prepare(self, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
-        rows = [actual_row(env) for env in batch if isinstance(env.event, ACTUAL_RECORDED)]
-
-        def write(conn: Connection[Any]) -> None:
-            with conn.cursor() as cur:
-                insert_rows(cur, "budget_actuals", ACTUAL_COLUMNS, rows,
-                            "ON CONFLICT (id) DO NOTHING")
-        return write
+    def row(self, env: Envelope) -> tuple[Any, ...]:
+        e: Any = env.event
+        a = e.actual
+        return (UUID(a["id"]), e.originator_id, a["line_id"], a["kind"], a["amount"],
+                a["date"], a["date"].month, a["reference"], a.get("project_id"),
+                a["recorded_by"], bool(a.get("overspent")), a.get("override_by"),
+                a.get("override_reason"), env.position, e.timestamp)
 
 
 class BudgetsTable:
@@ -208,37 +190,19 @@ class BudgetsTable:
         return write
 
 
-class BudgetWarningsProjection:
+class BudgetWarningsProjection(EventRows):
     """`budget_warnings`: one row per BudgetWarningRaised event (80 % / 100 % of a line)."""
 
     name = "budget_warnings"
-    event_types: tuple[type, ...] = (WARNING_RAISED,)
+    sql = WARNINGS_SQL
+    columns = ("id", "position", "budget_id", "department", "line_id", "threshold",
+               "utilisation", "actual", "amount", "raised_at", "raised_by", "command")
+    event_types = (WARNING_RAISED,)
 
-    def create_tables(self, conn: Connection[Any]) -> None:
-        conn.execute(WARNINGS_SQL)
-
-    def reset(self, conn: Connection[Any]) -> None:
-        conn.execute("TRUNCATE budget_warnings")
-
-    def apply(self, conn: Connection[Any], batch: Sequence[Envelope]) -> None:
-        self.prepare(conn, batch)(conn)
-
-    def prepare(self, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
-        rows = []
-        for env in batch:
-            if not isinstance(env.event, WARNING_RAISED):
-                continue
-            e: Any = env.event
-            actor = env.meta.get("actor") or {}
-            rows.append((uuid5(WARNING_ID_NAMESPACE, f"{e.originator_id}:{e.originator_version}"),
-                         env.position, e.originator_id, env.meta.get("department"), e.line_id,
-                         e.threshold, e.utilisation, e.actual, e.amount, e.timestamp,
-                         actor.get("user_id"), env.meta.get("command")))
-
-        def write(conn: Connection[Any]) -> None:
-            with conn.cursor() as cur:
-                insert_rows(cur, "budget_warnings", (
-                    "id", "position", "budget_id", "department", "line_id", "threshold",
-                    "utilisation", "actual", "amount", "raised_at", "raised_by", "command"),
-                    rows, "ON CONFLICT (id) DO NOTHING")
-        return write
+    def row(self, env: Envelope) -> tuple[Any, ...]:
+        e: Any = env.event
+        actor = env.meta.get("actor") or {}
+        return (uuid5(WARNING_ID_NAMESPACE, f"{e.originator_id}:{e.originator_version}"),
+                env.position, e.originator_id, env.meta.get("department"), e.line_id,
+                e.threshold, e.utilisation, e.actual, e.amount, e.timestamp,
+                actor.get("user_id"), env.meta.get("command"))

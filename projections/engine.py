@@ -411,7 +411,7 @@ class ProjectionRunner:
                     for p, todo in work:
                         t0 = time.monotonic()
                         if not _concerns(p, todo):
-                            writes.append(_write_nothing)
+                            writes.append(write_nothing)
                         else:
                             with _span(p, todo):
                                 writes.append(_prepare(p, conn, todo))
@@ -452,8 +452,8 @@ def _concerns(p: Projection, batch: Sequence[Envelope]) -> bool:
     return types is None or any(isinstance(e.event, types) for e in batch)
 
 
-def _write_nothing(conn: Connection[Any]) -> None:
-    pass
+def write_nothing(conn: Connection[Any]) -> None:
+    """The ``Write`` of a batch that has nothing to write."""
 
 
 def _prepare(p: Projection, conn: Connection[Any], batch: Sequence[Envelope]) -> Write:
@@ -475,13 +475,14 @@ def _track(conn: Connection[Any], spans: Sequence[_Span]) -> None:
     """Records each projection's position (in the transaction of its rows), and tells those
     listening on ``PROJECTED_CHANNEL`` when it commits (reads waiting for a position)."""
     with conn.cursor() as cur:
-        cur.execute(
-            "INSERT INTO projection_tracking (name, position, updated_at)"
+        cur.execute(  # one statement, one round trip: the upsert and the notification
+            "WITH tracked AS (INSERT INTO projection_tracking (name, position, updated_at)"
             " SELECT *, now() FROM unnest(%s::text[], %s::bigint[])"
             " ON CONFLICT (name) DO UPDATE"
-            " SET position = EXCLUDED.position, updated_at = now()",
-            ([name for name, *_ in spans], [last for _, _, last, _ in spans]))
-        cur.execute(f"NOTIFY {PROJECTED_CHANNEL}")
+            " SET position = EXCLUDED.position, updated_at = now())"
+            " SELECT pg_notify(%s, '')",
+            ([name for name, *_ in spans], [last for _, _, last, _ in spans],
+             PROJECTED_CHANNEL))
 
 
 @contextmanager

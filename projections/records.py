@@ -27,7 +27,7 @@ from projections.codec import (
     thaw,
     view_json,
 )
-from projections.engine import Envelope, Write
+from projections.engine import Envelope, Write, write_nothing
 
 STATE_SQL = """
 CREATE TABLE IF NOT EXISTS record_state (
@@ -147,7 +147,7 @@ class RecordsProjection:
                    if isinstance(records[rid], Record)]
         self._last = [rec.id for rec, _ in touched]
         if not touched:
-            return _nothing
+            return write_nothing
         out = []
         by_type: dict[str, list[tuple[Record, int, Doc]]] = {}
         for rec, pos in touched:
@@ -183,7 +183,3 @@ class RecordsProjection:
         self._only_touched = True
 
     _select_state = "SELECT id, version, state FROM record_state WHERE id = ANY(%s)"
-
-
-def _nothing(conn: Connection[Any]) -> None:
-    pass

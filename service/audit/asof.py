@@ -270,7 +270,7 @@ class AsOfReader:
         table = self.store.recorder.events_table_name
         rows = self._query(
             conn, "SELECT e.notification_id, e.originator_id, e.originator_version, e.topic,"
-                  f" e.state FROM unnest(%s::uuid[], %s::bigint[]) AS r(id, version)"
+                  " e.state FROM unnest(%s::uuid[], %s::bigint[]) AS r(id, version)"
                   f" JOIN {table} e ON e.originator_id = r.id"
                   "  AND e.originator_version <= r.version"
                   " WHERE e.topic = ANY(%s) ORDER BY e.notification_id",

@@ -24,7 +24,7 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
-from domain.budget import LINE_KINDS, WARNING_THRESHOLDS, utilisation
+from domain.budget import LINE_KINDS, WARNING_THRESHOLDS, sum_by_line, utilisation
 from projections.budgets import BudgetsTable
 from service.graphql.audit import fetch_as_of
 from service.graphql.context import GraphQLContext, ReadError
@@ -332,10 +332,8 @@ def _line_actuals(doc: dict[str, Any]) -> dict[str, Any]:
     version 2) lists the actuals instead, until the budget next changes: they are summed."""
     if "line_actuals" in doc:
         return dict(doc["line_actuals"])
-    spent: dict[str, Decimal] = {}
-    for a in doc.get("actuals") or []:
-        spent[a["line_id"]] = spent.get(a["line_id"], ZERO) + dec(a["amount"])
-    return spent
+    return sum_by_line({"line_id": a["line_id"], "amount": dec(a["amount"])}
+                       for a in doc.get("actuals") or [])
 
 
 def _monthly(values: list[Any] | None) -> list[Decimal] | None:

@@ -12,7 +12,7 @@ from strawberry.fastapi import BaseContext
 
 from domain.shared import Actor
 from service.bootstrap import Container
-from service.graphql.positions import POSITION_SQL, ProjectedPositions
+from service.graphql.positions import ProjectedPositions
 
 
 class ReadError(Exception):
@@ -76,11 +76,8 @@ class GraphQLContext(BaseContext):
                     runner.wait_for, position, timeout):
                 return
         else:  # another process projects: woken by its commits (positions.py)
-            async def first() -> int:
-                rows = await self.fetch(POSITION_SQL)
-                return int(rows[0]["p"]) if rows else 0
-
-            if await self.positions.wait_for(position, timeout, first):
+            self.sql_statements += 1  # its first reading (the later ones are shared)
+            if await self.positions.wait_for(position, timeout):
                 return
         raise ReadError(f"projections have not reached position {position} within "
                         f"{timeout:g} s; retry, or read without waitForPosition",

@@ -18,36 +18,40 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from projections.engine import PROJECTED_CHANNEL
 
 log = logging.getLogger(__name__)
 
 FALLBACK_SECONDS = 0.05
-POSITION_SQL = "SELECT coalesce(min(position), 0) AS p FROM projection_tracking"
-
-Read = Callable[[], Awaitable[int]]
+POSITION_SQL = "SELECT coalesce(min(position), 0) FROM projection_tracking"
 
 
 class ProjectedPositions:
     """The reads of one process (one event loop) waiting for the projections' position."""
 
-    def __init__(self, conninfo: str, read: Read):
+    def __init__(self, conninfo: str, pool: AsyncConnectionPool):
         self.conninfo = conninfo
-        self.read = read  # the position as committed now (one statement)
+        self.pool = pool  # the reads' pool, for the readings of the position
         self.position = 0  # as read after the last notification heard while reads waited
         self._waiting = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def wait_for(self, position: int, timeout: float, first: Read) -> bool:
-        """True once every projection has applied ``position`` (``first``: this read's own
-        reading, counted as its statement); False after ``timeout`` seconds."""
-        if await first() >= position:
+    async def read(self) -> int:
+        """The position every projection has committed, now (one statement)."""
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(POSITION_SQL)).fetchone()
+        return int(row[0]) if row else 0
+
+    async def wait_for(self, position: int, timeout: float) -> bool:
+        """True once every projection has applied ``position`` (read at once, then woken by
+        their commits); False after ``timeout`` seconds."""
+        if await self.read() >= position:
             return True
         self._listen()
         deadline = time.monotonic() + timeout

@@ -59,7 +59,7 @@ from service.graphql.indicators import (
 from service.graphql.integrity import IntegrityQuery
 from service.graphql.nodes import Node, parse_global_id, record_uuid
 from service.graphql.pagination import Connection
-from service.graphql.positions import POSITION_SQL, ProjectedPositions
+from service.graphql.positions import ProjectedPositions
 from service.graphql.projects import (
     Project,
     ProjectFilter,
@@ -336,14 +336,8 @@ async def _pool(request: HTTPConnection) -> AsyncConnectionPool:
                                    check=AsyncConnectionPool.check_connection, timeout=5.0)
         await pool.open()
         request.app.state.graphql_pool = pool
-
-        async def read() -> int:
-            async with pool.connection() as conn:
-                row = await (await conn.execute(POSITION_SQL)).fetchone()
-            return int(row[0]) if row else 0
-
         request.app.state.projected_positions = ProjectedPositions(
-            container.database.conninfo, read)
+            container.database.conninfo, pool)
     return pool
 
 
