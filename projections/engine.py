@@ -314,8 +314,9 @@ class ProjectionRunner:
         # positions tracked here say what it had applied.
         log.info("projector is the leader",
                  extra={f"position_{name}": pos for name, pos in self.positions.items()})
+        read = self._reading_on(conn)
         while not self._stop.is_set():
-            if not self.run_once(conn):
+            if not self.run_once(conn, read):
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
             elif self.gather_seconds:
@@ -323,6 +324,17 @@ class ProjectionRunner:
                 # round trips and a transaction whatever its size). An idle projector waits
                 # on the wake-up above and starts on a commit at once.
                 self._stop.wait(self.gather_seconds)
+
+    def _reading_on(self, conn: Connection[Any]) -> Callable[[int], Sequence[Envelope]] | None:
+        """The batches read on the leader's own connection, when the source can (``on``)."""
+        on = getattr(self.source, "on", None)
+        if on is None:
+            return None
+        source: Source = on(conn)
+
+        def read(after: int) -> Sequence[Envelope]:
+            return source(after, self.batch_size)
+        return read
 
     def _forget(self) -> None:
         for p in self.projections:
@@ -352,8 +364,10 @@ class ProjectionRunner:
         timings: list[int] = []
         try:
             # One transaction for the batch: every projection's rows and its tracking position
-            # commit together (exactly once), for one commit instead of one per projection.
-            with conn.transaction():
+            # commit together (exactly once), for one commit instead of one per projection;
+            # sent as one pipeline (BEGIN, the rows, the tracking, COMMIT: one round trip
+            # unless a projection must read something back first).
+            with conn.pipeline(), conn.transaction():
                 for p, todo in work:
                     t0 = time.monotonic()
                     if _concerns(p, todo):

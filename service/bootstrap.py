@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from eventsourcing.persistence import Notification
 
 from domain.budget import configure_categories
 from projections.budgets import BudgetActualsProjection, BudgetsTable, BudgetWarningsProjection
 from projections.customers import CustomersTable, ServiceRequestsTable
-from projections.engine import Envelope, ProjectionRunner
+from projections.engine import Envelope, ProjectionRunner, Source
 from projections.projects import ProjectsTable
 from projections.records import RecordsProjection
 from projections.risks import RisksTable
@@ -87,8 +88,14 @@ class StoreSource:
     def __call__(self, after: int, limit: int) -> Sequence[Envelope]:
         return self.decode(self.fetch(after, limit))
 
-    def fetch(self, after: int, limit: int) -> Sequence[Notification]:
-        return self.store.notifications(after, limit)
+    def fetch(self, after: int, limit: int, conn: psycopg.Connection[Any] | None = None,
+              ) -> Sequence[Notification]:
+        return self.store.notifications(after, limit, conn)
+
+    def on(self, conn: psycopg.Connection[Any]) -> Source:
+        """This source reading on ``conn`` (the projector's own connection: no checkout of a
+        pool's connection, and its check, per batch)."""
+        return lambda after, limit: self.decode(self.fetch(after, limit, conn))
 
     def decode(self, notifications: Sequence[Notification]) -> list[Envelope]:
         return [Envelope(n.id, event) for n, event in
@@ -109,7 +116,8 @@ class PartitionSource(StoreSource):
         super().__init__(store)
         self.part, self.parts, self.upto = part, parts, upto
 
-    def fetch(self, after: int, limit: int) -> Sequence[Notification]:
+    def fetch(self, after: int, limit: int, conn: psycopg.Connection[Any] | None = None,
+              ) -> Sequence[Notification]:
         # Window by window of positions, each about ``limit`` of this partition's events wide
         # (asked for the first rows of a range reaching the head, PostgreSQL sorted the whole
         # rest of the range for every batch: ~0.75 s each at a million events).
@@ -117,7 +125,7 @@ class PartitionSource(StoreSource):
         while len(rows) < limit and after < self.upto:
             until = min(self.upto, after + limit * self.parts)
             rows += self.store.partition_notifications(after, until, self.part, self.parts,
-                                                       limit - len(rows))
+                                                       limit - len(rows), conn)
             after = until
         return rows
 

@@ -627,24 +627,28 @@ class EventStore:
         with contextlib.suppress(IntegrityError):  # another process took it already
             self.snapshots.put([snapshot])
 
-    def notifications(self, after: int, limit: int) -> Sequence[Notification]:
+    def notifications(self, after: int, limit: int, conn: psycopg.Connection[Any] | None = None,
+                      ) -> Sequence[Notification]:
         """The stored events after a position, in order: the library's
         ``select_notifications(after, limit, inclusive_of_start=False)``, read as binary
         tuples (a rebuild reads every event: the library's text rows as dicts cost more than
-        the query). Tried once, as ``FailFastReads``."""
-        return self._notifications("", (after, limit))
+        the query). Tried once, as ``FailFastReads``. On ``conn`` when given (the projector's
+        own connection), else on one of the pool's."""
+        return self._notifications("", (after, limit), conn)
 
     def partition_notifications(self, after: int, until: int, part: int, parts: int,
-                                limit: int) -> Sequence[Notification]:
+                                limit: int, conn: psycopg.Connection[Any] | None = None,
+                                ) -> Sequence[Notification]:
         """``notifications`` up to ``until``, of the records whose id's last byte modulo
         ``parts`` is ``part`` (one process of a rebuild in several). Keep ``until - after``
         near ``limit × parts``: PostgreSQL cannot estimate the partition's filter, and asked
         for the first rows of a long range it sorts all of it."""
         return self._notifications(
             " AND notification_id <= %s AND get_byte(uuid_send(originator_id), 15) %% %s = %s",
-            (after, until, parts, part, limit))
+            (after, until, parts, part, limit), conn)
 
-    def _notifications(self, condition: str, params: tuple[int, ...]) -> list[Notification]:
+    def _notifications(self, condition: str, params: tuple[int, ...],
+                       conn: psycopg.Connection[Any] | None = None) -> list[Notification]:
         statement = self._selects.get(condition)
         if statement is None:
             statement = self._selects[condition] = sql.SQL(
@@ -653,7 +657,8 @@ class EventStore:
                 " ORDER BY notification_id LIMIT %s").format(
                 schema=sql.Identifier(self.datastore.schema),
                 table=sql.Identifier(self.recorder.events_table_name))
-        with self.datastore.get_connection() as conn, \
+        with (contextlib.nullcontext(conn) if conn is not None
+              else self.datastore.get_connection()) as conn, \
                 conn.cursor(row_factory=tuple_row, binary=True) as curs:
             curs.execute(statement, params, prepare=True)
             return [Notification(id=position, originator_id=record_id,

@@ -68,6 +68,7 @@ from service.graphql.projects import (
     list_projects,
     project_by_id,
 )
+from service.graphql.read_pool import read_pool
 from service.graphql.risks import (
     HeatMapCell,
     Risk,
@@ -326,14 +327,7 @@ async def _pool(request: HTTPConnection) -> AsyncConnectionPool:
     pool = getattr(request.app.state, "graphql_pool", None)
     if pool is None:
         container = request.app.state.container
-        # check: a connection broken by a database restart is replaced, not handed out;
-        # timeout: with the database down, answer 503 in 5 s (as commands do), not in 30.
-        # autocommit: every read is one statement (its own snapshot either way); without it
-        # each one cost two more round trips (BEGIN, and the pool's ROLLBACK on return).
-        pool = AsyncConnectionPool(container.database.conninfo, min_size=1,
-                                   max_size=container.settings.pool_size, open=False,
-                                   kwargs={"autocommit": True},
-                                   check=AsyncConnectionPool.check_connection, timeout=5.0)
+        pool = read_pool(container.database.conninfo, container.settings.pool_size)
         await pool.open()
         request.app.state.graphql_pool = pool
         request.app.state.projected_positions = ProjectedPositions(
