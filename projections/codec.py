@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -198,6 +198,35 @@ def record_view(aggregate: Any) -> dict[str, Any]:
     doc["created_on"] = aggregate.created_on.isoformat()
     doc["modified_on"] = aggregate.modified_on.isoformat()
     return doc
+
+
+def view_bytes(aggregate: Any) -> bytes:
+    """``view_json(record_view(aggregate))`` as jsonb reads it, written by orjson in one pass
+    over the record (the walk and the standard library's encoder were ~7 % of a rebuild's and
+    of the projection worker's CPU). orjson writes UUIDs, dates, datetimes, times, enums,
+    tuples and subclasses of str, int, dict and list as ``jsonable`` does; Decimals, sets and
+    timedeltas become what ``jsonable`` makes of them; anything else (a dataclass, a key that
+    is not a string, an integer past 64 bits, a time with a zone) is written the slow way.
+    Floats (refused by the domain: money and measures are Decimals) would be JSON numbers here
+    where ``jsonable`` makes strings."""
+    doc = {k: v for k, v in vars(aggregate).items() if not k.startswith("_")}
+    doc["id"] = aggregate.id
+    doc["version"] = aggregate.version
+    doc["record_type"] = getattr(aggregate, "RECORD_TYPE", None)
+    doc["created_on"] = aggregate.created_on
+    doc["modified_on"] = aggregate.modified_on
+    try:
+        return orjson.dumps(doc, default=_view_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+    except (TypeError, orjson.JSONEncodeError):
+        return view_json(record_view(aggregate))
+
+
+def _view_default(value: Any) -> Any:
+    if isinstance(value, Decimal | timedelta):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(type(value).__name__)
 
 
 # A view's JSON for a jsonb column: compact, UTF-8 as is (jsonb keeps the values, not the text).

@@ -23,9 +23,8 @@ from projections.codec import (
     Doc,
     encoded_jsonb,
     freeze,
-    record_view,
     thaw,
-    view_json,
+    view_bytes,
 )
 from projections.engine import Envelope, Write, write_nothing
 
@@ -151,7 +150,7 @@ class RecordsProjection:
         out = []
         by_type: dict[str, list[tuple[Record, int, Doc]]] = {}
         for rec, pos in touched:
-            state, doc = freeze(self.mapper, rec), encoded_jsonb(view_json(record_view(rec)))
+            state, doc = freeze(self.mapper, rec), encoded_jsonb(view_bytes(rec))
             out.append((rec.id, rec.RECORD_TYPE, rec.version, pos, getattr(rec, "status", None),
                         getattr(rec, "department", None), rec.created_on, rec.modified_on,
                         state, doc))

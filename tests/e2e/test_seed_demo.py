@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from projections.codec import record_view, thaw, view_json
 from service.bootstrap import bootstrap
 from service.demo import Seeder
 from service.demo.stories import PROJECT_STATES
@@ -89,9 +91,25 @@ def test_seed_demo_makes_every_state_through_the_real_commands_and_refuses_a_sec
         # A real audit log: who did what, as themselves, under maker–checker.
         actors = {r[0] for r in conn.execute("SELECT DISTINCT actor_id FROM event_log")}
         assert {"wang.min", "ma.jun", "guo.ting", "sun.fang", "lin.na"} <= actors
+    assert_views_are_the_records_views(fresh_database)
     again = seed_demo(fresh_database.url, "--seed", str(SEED), "--scale", "1")
     assert again.returncode == 1
     assert "already has events" in again.stderr
+
+
+def assert_views_are_the_records_views(database: Any) -> None:
+    """Every projected view (``record_state.doc``, written by ``codec.view_bytes``) is the
+    record's own ``record_view``, for records in every state the demo reaches."""
+    container = bootstrap(make_settings(), database, start_projector=False)
+    try:
+        with psycopg.connect(database.conninfo) as conn:
+            rows = conn.execute("SELECT id, version, state, doc FROM record_state").fetchall()
+        assert len(rows) > 50
+        for record_id, version, state, doc in rows:
+            record = thaw(container.store.mapper, record_id, version, bytes(state))
+            assert doc == json.loads(view_json(record_view(record))), record_id
+    finally:
+        container.close()
 
 
 def test_the_same_seed_gives_the_same_records_ids_and_events(server: Any) -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredError
 
-from projections.codec import FastJSONTranscoder, make_mapper
+from projections.codec import (
+    FastJSONTranscoder,
+    make_mapper,
+    record_view,
+    view_bytes,
+    view_json,
+)
 
 
 def library_transcoder() -> JSONTranscoder:
@@ -89,3 +96,47 @@ def test_what_orjson_refuses_is_decoded_by_the_library(data: bytes) -> None:
 def test_an_unknown_transcoding_is_refused_as_by_the_library() -> None:
     with pytest.raises(TranscodingNotRegisteredError):
         make_mapper().transcoder.decode(b'{"x": {"_type_": "nope", "_data_": "1"}}')
+
+
+class _Stage(Enum):
+    DRAFT = "draft"
+
+
+@dataclasses.dataclass
+class _Part:
+    n: int
+
+
+class _Aggregate:
+    """What ``view_bytes`` reads of a record: its attributes, id, version and times."""
+
+    RECORD_TYPE = "thing"
+
+    def __init__(self, **state: Any):
+        self.__dict__.update(state)
+        self._private = "not in the view"
+        self.id = uuid4()
+        self.version = 7
+        self.created_on = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+        self.modified_on = datetime(2026, 11, 21, 15, 37, 42, 290302, tzinfo=UTC)
+
+
+VIEW_STATES: list[dict[str, Any]] = [
+    {"amount": Decimal("12.50"), "neg": Decimal("-0.10"), "day": date(2020, 2, 29),
+     "at": datetime(2026, 5, 1, 8, 0, tzinfo=UTC), "naive": datetime(2026, 5, 1, 8, 0, 0, 1),
+     "ref": uuid4(), "stage": _Stage.DRAFT, "colour": Colour.RED, "span": timedelta(days=1),
+     "clock": time(12, 30, 0, 5), "tags": {"b"}, "frozen": frozenset(), "pair": (1, "x"),
+     "lines": [{"amount": Decimal("1"), "monthly": [Decimal("0.5"), None]}],
+     "text": "控制 \x00\x1f\x7f \u2028 \U0001F600 \"q\" \\ / \t", "n": 2**63 - 1, "yes": True,
+     "none": None, "empty": {}},
+    # written the slow way: a dataclass, a key that is not a string, an integer past 64 bits,
+    # a time with a zone
+    {"part": _Part(1)}, {"by_month": {1: Decimal("2")}}, {"big": 2**70},
+    {"clock": time(1, 2, tzinfo=UTC)},
+]
+
+
+@pytest.mark.parametrize("state", VIEW_STATES)
+def test_a_view_written_by_orjson_is_the_records_view(state: dict[str, Any]) -> None:
+    aggregate = _Aggregate(**state)
+    assert json.loads(view_bytes(aggregate)) == json.loads(view_json(record_view(aggregate)))
