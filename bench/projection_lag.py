@@ -58,6 +58,9 @@ from bench.common import (
 from bench.load import RawClient
 from projections.engine import PROJECTED_CHANNEL
 
+# Connections for the sampled GraphQL reads: enough that a read never waits in the client for
+# one (a burst of slow reads would otherwise queue here, and count as the service's time).
+READ_CONNECTIONS = 32
 GQL = "query($id: ID!, $pos: Int) { project(id: $id, waitForPosition: $pos) { version } }"
 
 
@@ -72,7 +75,7 @@ async def run(url: str, read_url: str, conninfo: str, args: argparse.Namespace,
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client, \
             httpx.AsyncClient(base_url=url, timeout=60) as monitor_client, \
             httpx.AsyncClient(base_url=read_url, timeout=60,
-                              limits=httpx.Limits(max_connections=8)) as gql_httpx, \
+                              limits=httpx.Limits(max_connections=READ_CONNECTIONS)) as gql_httpx, \
             contextlib.AsyncExitStack() as stack:
         # records, each owned by one user (the proposer edits its draft)
         free: deque[tuple[str, str]] = deque()
@@ -189,10 +192,10 @@ async def run(url: str, read_url: str, conninfo: str, args: argparse.Namespace,
                         samples.add(task)
                         task.add_done_callback(samples.discard)
 
-        # The sampled GraphQL reads' connections (up to 8 reads at once), opened now (the
-        # server closes a connection idle for 5 s).
+        # The sampled GraphQL reads' connections, opened now (the server closes a connection
+        # idle for 5 s).
         gql_clients: asyncio.Queue[Any] = asyncio.Queue()
-        for _ in range(8):
+        for _ in range(READ_CONNECTIONS):
             gql_clients.put_nowait(gql_httpx if args.client == "httpx" else
                                    await stack.enter_async_context(RawClient(read_url)))
         samples: set[asyncio.Task[None]] = set()
