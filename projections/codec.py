@@ -189,15 +189,21 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def record_view(aggregate: Any) -> dict[str, Any]:
-    """The public state of a record: what REST, GraphQL and as-of queries all return."""
-    doc = {k: jsonable(v) for k, v in vars(aggregate).items() if not k.startswith("_")}
-    doc["id"] = str(aggregate.id)
+def _view_fields(aggregate: Any) -> dict[str, Any]:
+    """What a record's view shows, as the values it holds: its public attributes, then its
+    id, version, type and times."""
+    doc = {k: v for k, v in vars(aggregate).items() if not k.startswith("_")}
+    doc["id"] = aggregate.id
     doc["version"] = aggregate.version
     doc["record_type"] = getattr(aggregate, "RECORD_TYPE", None)
-    doc["created_on"] = aggregate.created_on.isoformat()
-    doc["modified_on"] = aggregate.modified_on.isoformat()
+    doc["created_on"] = aggregate.created_on
+    doc["modified_on"] = aggregate.modified_on
     return doc
+
+
+def record_view(aggregate: Any) -> dict[str, Any]:
+    """The public state of a record: what REST, GraphQL and as-of queries all return."""
+    return {k: jsonable(v) for k, v in _view_fields(aggregate).items()}
 
 
 def view_bytes(aggregate: Any) -> bytes:
@@ -209,15 +215,10 @@ def view_bytes(aggregate: Any) -> bytes:
     is not a string, an integer past 64 bits, a time with a zone) is written the slow way.
     Floats (refused by the domain: money and measures are Decimals) would be JSON numbers here
     where ``jsonable`` makes strings."""
-    doc = {k: v for k, v in vars(aggregate).items() if not k.startswith("_")}
-    doc["id"] = aggregate.id
-    doc["version"] = aggregate.version
-    doc["record_type"] = getattr(aggregate, "RECORD_TYPE", None)
-    doc["created_on"] = aggregate.created_on
-    doc["modified_on"] = aggregate.modified_on
     try:
-        return orjson.dumps(doc, default=_view_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
-    except (TypeError, orjson.JSONEncodeError):
+        return orjson.dumps(_view_fields(aggregate), default=_view_default,
+                            option=orjson.OPT_PASSTHROUGH_DATACLASS)
+    except TypeError:  # (orjson.JSONEncodeError is one)
         return view_json(record_view(aggregate))
 
 
