@@ -51,14 +51,18 @@ class ProjectedPositions:
     async def wait_for(self, position: int, timeout: float) -> bool:
         """True once every projection has applied ``position`` (read at once, then woken by
         their commits); False after ``timeout`` seconds."""
-        if await self.read() >= position:
-            return True
-        self._listen()
-        deadline = time.monotonic() + timeout
+        # Counted as waiting, with the wake-up to wait on taken, *before* the first reading:
+        # a batch that commits while that reading is on its way then still wakes this read
+        # (counted after it, the notification found no one waiting and the read slept until
+        # the next batch or the fallback).
         self._waiting += 1
+        changed = self._changed
         try:
+            if await self.read() >= position:
+                return True
+            self._listen()
+            deadline = time.monotonic() + timeout
             while (remaining := deadline - time.monotonic()) > 0:
-                changed = self._changed
                 try:
                     await asyncio.wait_for(changed.wait(), min(remaining, FALLBACK_SECONDS))
                 except TimeoutError:
@@ -67,6 +71,7 @@ class ProjectedPositions:
                     continue
                 if self.position >= position:
                     return True
+                changed = self._changed
             return False
         finally:
             self._waiting -= 1

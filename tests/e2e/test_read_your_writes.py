@@ -4,6 +4,7 @@ projects within the bound."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -83,3 +84,37 @@ def test_a_read_waiting_for_a_position_never_reached_answers_projection_lag(
     answer = _read(client, who, rid, position + 1000)
     assert time.monotonic() - started >= 3.0
     assert answer["errors"][0]["extensions"]["code"] == "PROJECTION_LAG"
+
+
+def test_a_batch_committed_during_the_reads_first_reading_still_wakes_it(
+        app: tuple[Any, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    container, client, who = app
+    monkeypatch.setattr(positions, "FALLBACK_SECONDS", 60.0)
+    # A first read that has to wait starts the process's listener.
+    r = client.post("/projects", json=PROJECT, headers=who)
+    threading.Timer(0.3, container.runner.catch_up).start()
+    assert _read(client, who, r.json()["id"], r.json()["position"])["data"]["project"]
+    r = client.post("/projects", json=PROJECT, headers=who)
+    rid, position = r.json()["id"], r.json()["position"]
+
+    read = positions.ProjectedPositions.read
+    readings = 0
+
+    async def commit_during_the_first_reading(self: positions.ProjectedPositions) -> int:
+        nonlocal readings
+        readings += 1
+        seen = await read(self)  # not there yet ...
+        if readings == 1:  # ... and the batch commits before the read has heard so
+            await asyncio.to_thread(container.runner.catch_up)
+            await asyncio.sleep(0.3)  # its notification reaches the listener meanwhile
+        return seen
+
+    monkeypatch.setattr(positions.ProjectedPositions, "read", commit_during_the_first_reading)
+    started = time.monotonic()
+    answer = _read(client, who, rid, position)
+    waited = time.monotonic() - started
+
+    assert answer.get("errors") is None, answer
+    assert answer["data"]["project"]["version"] == 1
+    assert readings >= 2  # the listener's reading after the notification woke it
+    assert waited < 2.5, waited  # woken by that batch, not by the 3 s bound
