@@ -4,7 +4,9 @@ own execution: values, key order, nulls and errors (service/graphql/executor.py)
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -102,3 +104,30 @@ def test_the_shortcut_answers_as_graphql_core_does() -> None:
     assert [path for _, path in first["errors"]] == [
         ["items", 1, "name"], ["items", 2, "colour"], ["items", 3, "count"]]
     assert first["data"]["items"][0]["amount"] == "1.50"
+
+
+# Answered without errors (an error's traceback keeps the frames of the execution).
+FREED = ["{ one { name later shout(times: 2) count } }", QUERIES[2], QUERIES[3]]
+
+
+def test_an_execution_is_freed_when_it_ends_not_left_to_the_cyclic_collector() -> None:
+    """A request's executor, and all it reaches (context, loaders, rows), is freed by
+    reference counting when the execution ends: left in a cycle, the read server collected
+    ~50,000 such objects at a time, in 100–160 ms pauses."""
+    made: list[weakref.ref[Executor]] = []
+
+    class Recorded(Executor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(weakref.ref(self))
+
+    schema = strawberry.Schema(query=Query, execution_context_class=Recorded)
+    gc.collect()
+    gc.disable()
+    try:
+        for query in FREED:
+            assert asyncio.run(schema.execute(query)).errors is None
+        assert len(made) == len(FREED)
+        assert [ref() for ref in made] == [None] * len(made)
+    finally:
+        gc.enable()
