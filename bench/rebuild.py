@@ -6,7 +6,7 @@ In one run, against one fresh database (embedded PostgreSQL unless DATABASE_URL 
    progress, linked risks, budget actuals) straight through the event store;
 2. **rebuild**: in a fresh process, ``service.rebuild.rebuild(container, jobs=1)`` (what
    ``opsledger rebuild`` runs) over the service's own projections
-   (``service.bootstrap.build_projections``: record_state, projects, risks, customers, service
+   (``service.projector.build_projections``: record_state, projects, risks, customers, service
    requests, budgets, budget warnings), then the same with ``jobs=--jobs`` (2: what
    ``opsledger rebuild --jobs 2`` runs: reset, the records split by id between two processes,
    the partitions merged; the figure the targets are judged on) — events/s, the peak RSS of

@@ -417,7 +417,7 @@ class ProjectionRunner:
                 while True:
                     batch = read(min(prepared.values()) if prepared else 0)
                     work = [(p, todo) for p in self.projections if (
-                        todo := [e for e in batch if e.position > prepared.get(p.name, 0)])]
+                        todo := _after(batch, prepared.get(p.name, 0)))]
                     if not work:
                         break
                     writes: list[Write] = []
@@ -456,6 +456,14 @@ class ProjectionRunner:
             forget_older = getattr(p, "forget_older", None)
             if forget_older is not None:
                 forget_older()
+
+
+def _after(batch: Sequence[Envelope], position: int) -> Sequence[Envelope]:
+    """The envelopes of ``batch`` past ``position``: the whole batch, as it is, when all are
+    (every projection of a rebuild, but one resumed from its own position)."""
+    if not batch or batch[0].position > position:
+        return batch
+    return [e for e in batch if e.position > position]
 
 
 def _concerns(p: Projection, batch: Sequence[Envelope]) -> bool:
@@ -552,7 +560,7 @@ class _Writer:
 
 class _ReadAhead:
     """Reads the next batch in a thread of its own while the current one is prepared. A
-    source with ``fetch`` and ``decode`` (``service.bootstrap.StoreSource``) has only its
+    source with ``fetch`` and ``decode`` (``service.projector.StoreSource``) has only its
     reading done ahead, and its decoding in the caller's thread: the decoding is Python work,
     which in another thread would only contend for the interpreter lock with the caller's
     (measured: a 100k rebuild 4.0–4.7 s with the decoding read ahead, 3.8 s without). The

@@ -3,7 +3,7 @@
 
 A rebuild is CPU-bound in Python (decoding events, evolving the records, encoding their state
 and views), one core's worth however many the machine has. With ``jobs`` > 1 the records are
-split into that many partitions by record id (``service.bootstrap.PartitionSource``): this
+split into that many partitions by record id (``service.projector.PartitionSource``): this
 process rebuilds the first and a fresh process (``python -m service.rebuild``) each of the
 others, all up to the head of the store when the rebuild started, each with tracking rows of
 its own (``ProjectionRunner.catch_up_part``). Every projection's rows derive from the events of
@@ -26,9 +26,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from projections.engine import part_of
-from service.bootstrap import Container
+
+if TYPE_CHECKING:  # a partition's process imports the projector alone (service.projector)
+    from service.bootstrap import Container
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -125,8 +128,8 @@ def main(argv: Sequence[str]) -> int:
     """A partition's process: ``python -m service.rebuild PART PARTS UPTO [PROJECTION …]``."""
     from domain.budget import configure_categories
     from service import database as db
-    from service.bootstrap import make_runner
     from service.config import Settings
+    from service.projector import make_runner
     from service.store import EventStore
 
     part, parts, upto = (int(a) for a in argv[:3])

@@ -30,7 +30,7 @@ import pytest
 from projections.checksums import projection_tables
 from projections.checksums import view_checksums as checksums
 from service.auth import issue_token
-from service.bootstrap import build_projections
+from service.projector import build_projections
 from tests.conftest import make_settings
 from tests.e2e.test_crash_recovery import free_port
 

@@ -21,8 +21,9 @@ def history(fresh_database: Any, server: Any) -> Iterator[tuple[Any, list[str]]]
     from fastapi.testclient import TestClient
 
     from projections.engine import ProjectionRunner
-    from service.bootstrap import bootstrap, build_projections
+    from service.bootstrap import bootstrap
     from service.main import create_app
+    from service.projector import build_projections
 
     container = bootstrap(make_settings(), fresh_database, start_projector=False)
     try:

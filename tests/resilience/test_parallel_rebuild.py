@@ -134,7 +134,7 @@ def test_a_partition_reads_exactly_its_records_events_in_order(
     """Read batch by batch (window by window of positions underneath, some holding none of
     the partition's events), each partition gives its records' events up to the bound, in
     order, each once; together, every event."""
-    from service.bootstrap import PartitionSource
+    from service.projector import PartitionSource
     from service.store import EventStore
 
     database, _ = history

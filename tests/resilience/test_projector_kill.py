@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from projections.checksums import view_checksums
-from service.bootstrap import build_projections
+from service.projector import build_projections
 from tests.resilience.support import ServiceProcess, report
 
 pytestmark = pytest.mark.slow
