@@ -91,12 +91,12 @@ def _object_aware(is_awaitable: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return check
 
 
-def _weakly(executor: Any, name: str) -> Callable[..., Any]:
-    """``getattr(executor, name)`` called through a weak reference to ``executor``."""
-    ref = weakref.ref(executor)
+def _weakly(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A bound method called through a weak reference to its object."""
+    ref = weakref.WeakMethod(method)
 
     def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(ref(), name)(*args, **kwargs)
+        return ref()(*args, **kwargs)  # type: ignore[misc]
     return call
 
 
@@ -112,7 +112,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
         # the GraphQL p99 at 1,000 commands/s. The same methods, called through a weak
         # reference (resolvers only call them while the execution runs).
         self.async_helpers = GraphQLResolveInfoHelpers(
-            gather=_weakly(self, "gather_async_work"), track=_weakly(self, "track_async_work"))
+            gather=_weakly(self.gather_async_work), track=_weakly(self.track_async_work))
 
     def execute_fields(
         self,

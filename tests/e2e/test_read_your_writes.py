@@ -92,8 +92,10 @@ def test_a_batch_committed_during_the_reads_first_reading_still_wakes_it(
     monkeypatch.setattr(positions, "FALLBACK_SECONDS", 60.0)
     # A first read that has to wait starts the process's listener.
     r = client.post("/projects", json=PROJECT, headers=who)
-    threading.Timer(0.3, container.runner.catch_up).start()
+    projector = threading.Timer(0.3, container.runner.catch_up)
+    projector.start()
     assert _read(client, who, r.json()["id"], r.json()["position"])["data"]["project"]
+    projector.join()  # done before the next batch is projected below
     r = client.post("/projects", json=PROJECT, headers=who)
     rid, position = r.json()["id"], r.json()["position"]
 

@@ -174,6 +174,20 @@ def test_projection_applies_each_event_exactly_once_and_rebuilds_identically(c: 
     assert all(t["position"] == c.store.max_position() for t in tracked)
 
 
+def test_the_notifications_read_for_projections_are_the_librarys(c: Any) -> None:
+    """``EventStore.notifications`` builds its rows without the dataclass's ``__init__``:
+    they must be the library's own, field for field (a field the library adds would be
+    missing from them)."""
+    ids = [propose(c.ledger, name=f"n{i}").body["id"] for i in range(3)]
+    edit(c.ledger, ids[0], "n0 again")
+    ours = c.store.notifications(0, 10)
+    library = c.store.recorder.select_notifications(1, 10)
+    assert len(ours) == len(library) == 4
+    assert ours == library
+    assert [vars(n) for n in ours] == [vars(n) for n in library]
+    assert [type(n) for n in ours] == [type(n) for n in library]
+
+
 def test_snapshots_are_taken_and_used_for_loading(c: Any) -> None:
     pid = propose(c.ledger).body["id"]
     for k in range(120):
