@@ -43,6 +43,7 @@ from service.store import (
     RecordConflict,
     batch_cut,
     commit_span,
+    written_again,
 )
 
 if TYPE_CHECKING:
@@ -147,11 +148,9 @@ class LoopWriter:
         conn = await self._connection()
         try:
             return await self._transaction(conn, items)
-        except (psycopg.OperationalError, psycopg.InterfaceError):
-            if not conn.broken or self._commit_sent:
+        except Exception as exc:
+            if not written_again(exc, conn, self._commit_sent):
                 raise
-            # Lost before COMMIT was sent (the server restarted since the last batch):
-            # nothing was written. Once more, on a new connection.
             return await self._transaction(await self._connection(), items)
 
     _commit_sent = False

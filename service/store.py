@@ -306,6 +306,17 @@ def commit_span(batch: Sequence[PendingWrite]) -> Iterator[None]:
         yield
 
 
+def written_again(exc: BaseException, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any],
+                  commit_sent: bool) -> bool:
+    """Whether a failed group commit is to be written once more, on a new connection (the
+    writer thread's and the loop writer's rule): its connection was lost (the server restarted
+    since the last batch) before ``COMMIT`` was sent, so nothing was written. Lost after it,
+    the outcome is unknown: every caller hears the error (and a retry with its
+    Idempotency-Key answers it)."""
+    return (isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+            and conn.broken and not commit_sent)
+
+
 def batch_cut(sizes: Sequence[int]) -> int:
     """How many of the waiting writes (their event bytes, in order) one group commit takes:
     at most ``MAX_BATCH``, and no more once ``MAX_BATCH_BYTES`` is reached."""
@@ -547,11 +558,9 @@ class EventStore:
         try:
             try:
                 self.recorder.insert_events(stored, after_insert=after_insert, connection=conn)
-            except (psycopg.OperationalError, psycopg.InterfaceError):
-                if not conn.broken or self.recorder.commit_sent:
+            except Exception as exc:
+                if not written_again(exc, conn, self.recorder.commit_sent):
                     raise
-                # Lost before COMMIT was sent (the server restarted since the last batch):
-                # nothing was written. Once more, on a new connection.
                 per_item.clear()
                 self.recorder.insert_events(stored, after_insert=after_insert,
                                             connection=self._writer_connection())

@@ -9,7 +9,8 @@ read, and wakes them. A read no longer polls ``projection_tracking`` on a back-o
 of the batch's commit. Each read still starts with a reading of its own, so a position that
 went back (a projection reset to rebuild) is never taken from before; and a waiting read
 reads again every ``FALLBACK_SECONDS`` in case a notification was missed (the listening
-connection lost and made again).
+connection lost and made again). Once no read has waited for ``IDLE_SECONDS``, the listener
+closes its connection, so an idle process is not woken by every batch the projector commits.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from projections.engine import PROJECTED_CHANNEL
 log = logging.getLogger(__name__)
 
 FALLBACK_SECONDS = 0.05
+IDLE_SECONDS = 60.0  # the listener stops when no read has waited this long
 POSITION_SQL = "SELECT coalesce(min(position), 0) FROM projection_tracking"
 
 
@@ -41,6 +43,7 @@ class ProjectedPositions:
         self._waiting = 0
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._waited_at = 0.0  # when a read last had to wait (and listen)
 
     async def read(self) -> int:
         """The position every projection has committed, now (one statement)."""
@@ -77,6 +80,7 @@ class ProjectedPositions:
             self._waiting -= 1
 
     def _listen(self) -> None:
+        self._waited_at = time.monotonic()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(),
                                                                 name="projected-positions")
@@ -88,24 +92,39 @@ class ProjectedPositions:
                         self.conninfo, autocommit=True, connect_timeout=5) as conn:
                     await conn.execute(sql.SQL("LISTEN {}").format(
                         sql.Identifier(PROJECTED_CHANNEL)))
-                    while True:
-                        heard = False
-                        async for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            heard = True
-                        if not heard:
-                            continue
-                        async for _ in conn.notifies(timeout=0):  # a burst is one wake-up
-                            pass
-                        if self._waiting:
-                            self.position = await self.read()
-                            changed, self._changed = self._changed, asyncio.Event()
-                            changed.set()
+                    await self._hear(conn)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("projected-position listener lost its connection; reconnecting in"
                             " 1 s (waiting reads poll meanwhile)", exc_info=True)
                 await asyncio.sleep(1.0)
+            # No read has waited for IDLE_SECONDS: the task ends (a read waiting from now on
+            # starts another). Checked with no await before the task ends, so a read that
+            # began to wait while the connection closed is not left unheard.
+            if self._idle():
+                return
+
+    def _idle(self) -> bool:
+        return not self._waiting and time.monotonic() - self._waited_at > IDLE_SECONDS
+
+    async def _hear(self, conn: psycopg.AsyncConnection[object]) -> None:
+        """Wakes the waiting reads at each burst of notifications; returns once no read has
+        waited for ``IDLE_SECONDS``."""
+        while True:
+            heard = False
+            async for _ in conn.notifies(timeout=1.0, stop_after=1):
+                heard = True
+            if self._idle():
+                return
+            if not heard:
+                continue
+            async for _ in conn.notifies(timeout=0):  # a burst is one wake-up
+                pass
+            if self._waiting:
+                self.position = await self.read()
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -93,6 +93,26 @@ def test_a_command_decided_on_the_loop_is_committed_there_with_its_rows(
     assert _versions(container, rid) == [1, 2]
 
 
+def test_the_loop_commits_event_log_values_exactly_as_the_events_have_them(
+        client: Any, container: Any, token: Any, batches: list[tuple[int, str]]) -> None:
+    # The rows go to PostgreSQL as one JSON parameter: text that JSON escapes, text beyond
+    # ASCII and the timestamp's microseconds come back as they were.
+    who = token('zoë "q" \\ 漢', "member")
+    rid = _project(client, who)
+    cid = 'c"orr\\el\tation'
+    r = client.post(f"/projects/{rid}/edit-application", json={"name": "Escapes"},
+                    headers={**who, "X-Correlation-ID": cid})
+    assert r.status_code == 200, r.text
+    assert batches == [(1, "ok")]
+    [stored] = [e for e in container.store.events.get(uuid.UUID(rid)) if e.originator_version == 2]
+    [log] = container.store.execute(
+        "SELECT actor_id, correlation_id, department, occurred_at FROM event_log"
+        " WHERE position = %s", (r.json()["position"],))
+    assert (log["actor_id"], log["correlation_id"], log["department"]) == (
+        'zoë "q" \\ 漢', cid, "ops")
+    assert log["occurred_at"] == stored.timestamp
+
+
 def test_a_conflict_at_the_loop_commit_is_decided_again_in_a_thread(
         client: Any, container: Any, token: Any, batches: list[tuple[int, str]]) -> None:
     ann = token("ann", "member")

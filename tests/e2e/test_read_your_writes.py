@@ -120,3 +120,31 @@ def test_a_batch_committed_during_the_reads_first_reading_still_wakes_it(
     assert answer["data"]["project"]["version"] == 1
     assert readings >= 2  # the listener's reading after the notification woke it
     assert waited < 2.5, waited  # woken by that batch, not by the 3 s bound
+
+
+def test_the_listener_stops_when_no_read_waits_and_starts_again_for_the_next(
+        app: tuple[Any, Any, dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    container, client, who = app
+    monkeypatch.setattr(positions, "FALLBACK_SECONDS", 60.0)  # only a notification wakes
+    monkeypatch.setattr(positions, "IDLE_SECONDS", 0.2)
+
+    def read_woken_by_the_projector() -> float:
+        r = client.post("/projects", json=PROJECT, headers=who)
+        projector = threading.Timer(0.3, container.runner.catch_up)
+        started = time.monotonic()
+        projector.start()
+        answer = _read(client, who, r.json()["id"], r.json()["position"])
+        projector.join()
+        assert answer.get("errors") is None, answer
+        return time.monotonic() - started
+
+    assert read_woken_by_the_projector() < 2.5
+    listener = client.app.state.projected_positions._task
+    assert listener is not None and not listener.done()
+    deadline = time.monotonic() + 5
+    while not listener.done() and time.monotonic() < deadline:  # it checks once a second
+        time.sleep(0.1)
+    assert listener.done() and listener.exception() is None
+    # The next read that waits starts a listener again, and is woken by the commit.
+    assert read_woken_by_the_projector() < 2.5
+    assert client.app.state.projected_positions._task is not listener

@@ -198,3 +198,16 @@ def test_snapshots_are_taken_and_used_for_loading(c: Any) -> None:
     c.store.cache_evict(pid)
     assert c.ledger.load(Project, pid).name == "v119"
     assert c.ledger.load(Project, pid, version=60).name == "v58"
+
+
+def test_the_writer_threads_connection_lost_between_commits_is_replaced(c: Any) -> None:
+    # (The loop writer's case: tests/e2e/test_loop_writer.py; both follow store.written_again.)
+    pid = propose(c.ledger).body["id"]
+    backend = c.store._writer_connection().info.backend_pid
+    c.store.execute("SELECT pg_terminate_backend(%s)", (backend,))
+    answer = edit(c.ledger, pid, "after the loss")
+    assert answer.body["version"] == 2
+    assert c.store._writer_connection().info.backend_pid != backend
+    rows = c.store.execute("SELECT version FROM event_log WHERE record_id = %s ORDER BY version",
+                           (UUID(pid),))
+    assert [r["version"] for r in rows] == [1, 2]
