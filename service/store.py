@@ -116,16 +116,15 @@ MAX_BATCH = 500  # … or this many commands
 # data-modifying statement of the same command): one statement however many events, its rows
 # one JSON parameter written by orjson (measured: psycopg's binary array dumpers spent ~120 µs
 # of Python on a batch of 10 commands' fifteen arrays; orjson ~8 µs).
-_LOG_ROWS = (
+APPEND_ROWS_SQL = (
     "INSERT INTO event_log (position, record_id, version, record_type, event_type,"
     " occurred_at, actor_id, department, correlation_id, leaf_hash)"
     " SELECT r.position, r.record_id, r.version, r.record_type, r.event_type, r.occurred_at,"
     " r.actor_id, r.department, r.correlation_id, decode(r.leaf_hash, 'hex')"
-    " FROM json_to_recordset(%s::json -> 'log') AS r(position bigint, record_id uuid,"
+    " FROM json_to_recordset(%(rows)s::json -> 'log') AS r(position bigint, record_id uuid,"
     " version bigint, record_type text, event_type text, occurred_at timestamptz,"
     " actor_id text, department text, correlation_id text, leaf_hash text)")
-APPEND_ROWS_SQL: LiteralString = _LOG_ROWS.replace("%s::json", "%(rows)s::json")
-APPEND_ROWS_AND_KEYS_SQL: LiteralString = (
+APPEND_ROWS_AND_KEYS_SQL = (
     f"WITH log AS ({APPEND_ROWS_SQL})"
     " INSERT INTO idempotency_keys (actor_id, key, request_hash, status, body)"
     " SELECT k.actor_id, k.key, k.request_hash, k.status, k.body"
@@ -232,10 +231,7 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
         through an owner-defined function so the service role needs no UPDATE/DELETE/TRUNCATE
         privilege (see append_only.py); ``COMMIT`` ends the transaction."""
         if self._begin_lock_notify is None:
-            self._begin_lock_notify = sql.SQL("; ").join([
-                sql.SQL("BEGIN"), self.lock_table_statements[0],  # SET LOCAL lock_timeout
-                append_only.lock_events_statement(self.datastore.schema),
-                sql.SQL("NOTIFY {0}").format(sql.Identifier(self.channel_name))])
+            self._begin_lock_notify = sql.SQL("; ").join(self.begin_statements())
         return self._begin_lock_notify
 
     _begin_lock_notify: sql.Composed | None = None
@@ -244,7 +240,7 @@ class OpsRecorder(FailFastReads, PostgresApplicationRecorder):
         """``begin_statement``'s statements one by one (pipeline mode sends each as its own
         extended-protocol query, all in one round trip)."""
         if self._begin_each is None:
-            lock_timeout = self.lock_table_statements[0]
+            lock_timeout = self.lock_table_statements[0]  # SET LOCAL lock_timeout
             assert isinstance(lock_timeout, sql.Composed)
             self._begin_each = [
                 sql.SQL("BEGIN"), lock_timeout,
