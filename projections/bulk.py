@@ -15,6 +15,8 @@ from typing import Any
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
+from projections.codec import StateDoc
+
 CHUNK_BYTES = 512 * 1024
 
 # Per table: its columns' types (format_type, without modifiers), read once from the catalog.
@@ -38,9 +40,19 @@ def insert_rows(cur: Cursor[Any], table: str, columns: Sequence[str],
                             f" {conflict}", chunk)
             continue
         types = _column_types(cur, table)
+        names = ", ".join(columns)
+        if table != "record_state" and columns[0] == "id" and columns[-1] == "doc" and all(
+                type(doc) is StateDoc for doc in arrays[-1]):
+            # A typed table's row: its doc as its record's ``record_state`` row holds it
+            # (written before, in this transaction), not sent, nor parsed again.
+            unnest = ", ".join(f"%b::{types[c]}[]" for c in columns[:-1])
+            cur.execute(f"INSERT INTO {table} ({names}) SELECT u.*, s.doc"
+                        f" FROM unnest({unnest}) AS u ({', '.join(columns[:-1])})"
+                        f" JOIN record_state s ON s.id = u.id {conflict}", arrays[:-1])
+            continue
         unnest = ", ".join(f"%b::{types[c]}[]" for c in columns)
-        cur.execute(f"INSERT INTO {table} ({', '.join(columns)})"
-                    f" SELECT * FROM unnest({unnest}) {conflict}", arrays)
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest}) {conflict}",
+                    arrays)
 
 
 def _chunks(rows: Sequence[Sequence[Any]], big: Sequence[int],

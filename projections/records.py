@@ -21,7 +21,7 @@ from projections.bulk import insert_rows
 from projections.codec import (
     SNAPSHOT_TOPIC,
     Doc,
-    encoded_jsonb,
+    StateDoc,
     freeze,
     thaw,
     view_bytes,
@@ -152,7 +152,7 @@ class RecordsProjection:
         out = []
         by_type: dict[str, list[tuple[Record, int, Doc]]] = {}
         for rec, pos in touched:
-            state, doc = freeze(self.mapper, rec), encoded_jsonb(view_bytes(rec))
+            state, doc = freeze(self.mapper, rec), StateDoc(view_bytes(rec))
             out.append((rec.id, rec.RECORD_TYPE, rec.version, pos, getattr(rec, "status", None),
                         getattr(rec, "department", None), rec.created_on, rec.modified_on,
                         state, doc))
