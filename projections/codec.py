@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -47,7 +49,25 @@ class FastJSONTranscoder(JSONTranscoder):
     ``{"_type_", "_data_"}`` objects, and orjson writes the rest, byte for byte what the
     library's ``json`` encoder writes for strings, integers, booleans and null
     (``tests/unit/test_codec.py``). Anything else — a float, a key that is not a string, a
-    subclass, an integer past 64 bits — is encoded by the library's encoder, as before."""
+    subclass, an integer past 64 bits — is encoded by the library's encoder, as before.
+
+    The library's own transcodings of UUIDs, Decimals and datetimes, and ours of dates, are
+    each one call of a built-in (``_INLINE``): the walks make that call themselves (a
+    project's state holds ~60 such values; encoding it took ~115 µs, decoding ~80)."""
+
+    def __init__(self) -> None:
+        self._encoders: dict[type, tuple[str, Callable[[Any], str]]] = {}
+        self._decoders: dict[str, Callable[[str], Any]] = {}
+        super().__init__()
+
+    def register(self, transcoding: Transcoding) -> None:
+        super().register(transcoding)
+        inline = _INLINE.get(type(transcoding))
+        self._encoders.pop(transcoding.type, None)
+        self._decoders.pop(transcoding.name, None)
+        if inline is not None:
+            self._encoders[transcoding.type] = (transcoding.name, inline[0])
+            self._decoders[transcoding.name] = inline[1]
 
     def encode(self, obj: Any) -> bytes:
         try:
@@ -55,24 +75,34 @@ class FastJSONTranscoder(JSONTranscoder):
         except (_Unplain, orjson.JSONEncodeError):
             return super().encode(obj)
 
-    # The walks test the common scalars inline (a record's state is mostly those) and hand
-    # anything else to ``_plain``.
+    # The walks test the common scalars inline (a record's state is mostly those), write the
+    # inline transcodings' objects, and hand anything else to ``_plain``.
     def _plain_dict(self, d: dict[str, Any]) -> dict[str, Any]:
-        out = {}
+        out: dict[str, Any] = {}
+        encoders = self._encoders
         for key, value in d.items():
             if type(key) is not str:
                 raise _Unplain
             kind = type(value)
-            out[key] = (value if kind is str or kind is int or kind is bool or value is None
-                        else self._plain(value, kind))
+            if kind is str or kind is int or kind is bool or value is None:
+                out[key] = value
+            elif (inline := encoders.get(kind)) is not None:
+                out[key] = {"_type_": inline[0], "_data_": inline[1](value)}
+            else:
+                out[key] = self._plain(value, kind)
         return out
 
     def _plain_list(self, items: list[Any] | tuple[Any, ...]) -> list[Any]:
-        out = []
+        out: list[Any] = []
+        encoders = self._encoders
         for value in items:
             kind = type(value)
-            out.append(value if kind is str or kind is int or kind is bool or value is None
-                       else self._plain(value, kind))
+            if kind is str or kind is int or kind is bool or value is None:
+                out.append(value)
+            elif (inline := encoders.get(kind)) is not None:
+                out.append({"_type_": inline[0], "_data_": inline[1](value)})
+            else:
+                out.append(self._plain(value, kind))
         return out
 
     def _plain(self, value: Any, kind: type) -> Any:
@@ -109,7 +139,10 @@ class FastJSONTranscoder(JSONTranscoder):
             elif kind is float and abs(value) >= _INT64:
                 raise _Inexact
         if len(d) == 2 and "_type_" in d and "_data_" in d:
-            return self._decode_obj(d)
+            name, data = d["_type_"], d["_data_"]
+            inline = (self._decoders.get(name) if type(name) is str and type(data) is str
+                      else None)
+            return self._decode_obj(d) if inline is None else inline(data)
         return d
 
     def _revive_list(self, items: list[Any]) -> None:
@@ -124,6 +157,15 @@ class FastJSONTranscoder(JSONTranscoder):
 
 
 _INT64 = 2.0 ** 63
+
+# Transcodings (their exact classes) whose encoding and decoding are each one call of a
+# built-in, as their own ``encode`` and ``decode`` make it.
+_INLINE: dict[type[Transcoding], tuple[Callable[[Any], str], Callable[[str], Any]]] = {
+    UUIDAsHex: (attrgetter("hex"), UUID),
+    DecimalAsStr: (str, Decimal),
+    DatetimeAsISO: (datetime.isoformat, datetime.fromisoformat),
+    DateAsISO: (date.isoformat, date.fromisoformat),
+}
 
 
 class _Inexact(Exception):
