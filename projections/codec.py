@@ -264,6 +264,24 @@ def view_bytes(aggregate: Any) -> bytes:
         return view_json(record_view(aggregate))
 
 
+# Digits as zeros: 19 in a row in a JSON text may be an integer orjson reads as a float
+# (past 64 bits) where the standard library reads it exactly.
+_ZEROED_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+
+
+def json_loads(data: str | bytes) -> Any:
+    """``json.loads``, by orjson (~3 × faster on the views GraphQL and REST read back): what
+    orjson refuses, or a text with a number it may read inexactly, by the standard
+    library. (psycopg hands it bytes.)"""
+    if type(data) is bytes and _NINETEEN_DIGITS not in data.translate(_ZEROED_DIGITS):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
+
 def _view_default(value: Any) -> Any:
     if isinstance(value, Decimal | timedelta):
         return str(value)

@@ -6,7 +6,10 @@ import gc
 import logging
 from dataclasses import dataclass
 
+from psycopg.types.json import set_json_loads
+
 from domain.budget import configure_categories
+from projections.codec import json_loads
 from projections.engine import ProjectionRunner
 from service import database as db
 from service import telemetry
@@ -66,6 +69,7 @@ def bootstrap(settings: Settings | None = None, database: db.Database | None = N
               start_projector: bool | None = None) -> Container:
     settings = settings or get_settings()
     telemetry.configure_telemetry()  # before the first connection: psycopg is instrumented
+    set_json_loads(json_loads)  # json and jsonb columns read by orjson (the same values)
     configure_categories(settings.budget_categories)
     database = database or db.resolve(settings.database_url, settings.data_dir)
     store = EventStore(database, pool_size=settings.pool_size,

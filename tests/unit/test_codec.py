@@ -15,6 +15,7 @@ from eventsourcing.persistence import JSONTranscoder, TranscodingNotRegisteredEr
 
 from projections.codec import (
     FastJSONTranscoder,
+    json_loads,
     make_mapper,
     record_view,
     view_bytes,
@@ -140,3 +141,11 @@ VIEW_STATES: list[dict[str, Any]] = [
 def test_a_view_written_by_orjson_is_the_records_view(state: dict[str, Any]) -> None:
     aggregate = _Aggregate(**state)
     assert json.loads(view_bytes(aggregate)) == json.loads(view_json(record_view(aggregate)))
+
+
+@pytest.mark.parametrize("data", [
+    b'{"a": [1, -2, "x\\u00e9", null, true, {"b": "\\u4e2d"}], "c": "12.50"}',
+    b'{"big": 123456789012345678901234567890}', b'[-18446744073709551617, 1]',
+    b'{"s": "\\ud800"}', b'[NaN]', b'"plain"', b'1.5'])
+def test_json_columns_read_by_orjson_give_what_the_standard_library_gives(data: bytes) -> None:
+    assert repr(json_loads(data)) == repr(json.loads(data))
