@@ -49,6 +49,9 @@ def insert_rows(cur: Cursor[Any], table: str, columns: Sequence[str],
             cur.execute(f"INSERT INTO {table} ({names}) SELECT u.*, s.doc"
                         f" FROM unnest({unnest}) AS u ({', '.join(columns[:-1])})"
                         f" JOIN record_state s ON s.id = u.id {conflict}", arrays[:-1])
+            if cur.rowcount != len(chunk):  # a row the join dropped: never silently
+                raise RuntimeError(f"{table}: {len(chunk) - cur.rowcount} row(s) whose record"
+                                   " has no record_state row in this transaction")
             continue
         unnest = ", ".join(f"%b::{types[c]}[]" for c in columns)
         cur.execute(f"INSERT INTO {table} ({names}) SELECT * FROM unnest({unnest}) {conflict}",

@@ -6,6 +6,7 @@ from typing import Any
 from uuid import uuid4
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 from projections.bulk import insert_rows
@@ -36,3 +37,13 @@ def test_a_typed_tables_doc_is_its_records_state_doc_not_sent_again(fresh_databa
                     "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, doc = EXCLUDED.doc")
         assert cur.execute("SELECT doc FROM typed WHERE id = %s", (ids[0],)).fetchone() == (
             {"own": 1},)
+
+
+def test_a_typed_row_whose_record_has_no_state_row_is_refused_not_dropped(fresh_database: Any,
+                                                                         ) -> None:
+    with psycopg.connect(fresh_database.conninfo) as conn, conn.cursor() as cur:
+        cur.execute(STATE_SQL)
+        cur.execute("CREATE TABLE typed (id uuid PRIMARY KEY, name text, doc jsonb NOT NULL)")
+        with pytest.raises(RuntimeError, match="no record_state row"):
+            insert_rows(cur, "typed", ("id", "name", "doc"),
+                        [(uuid4(), "orphan", StateDoc(b'{"n": 1}'))])
