@@ -41,7 +41,7 @@ def insert_rows(cur: Cursor[Any], table: str, columns: Sequence[str],
             continue
         types = _column_types(cur, table)
         names = ", ".join(columns)
-        if table != "record_state" and columns[0] == "id" and columns[-1] == "doc" and all(
+        if columns[0] == "id" and columns[-1] == "doc" and all(
                 type(doc) is StateDoc for doc in arrays[-1]):
             # A typed table's row: its doc as its record's ``record_state`` row holds it
             # (written before, in this transaction), not sent, nor parsed again. A row whose

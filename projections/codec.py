@@ -304,6 +304,11 @@ def _as_is(data: Any) -> Any:
     return data
 
 
+def encoded_jsonb(data: bytes) -> Jsonb:
+    """A jsonb parameter whose JSON text is ready (encoded once, by ``view_bytes``)."""
+    return Jsonb(data, dumps=_as_is)
+
+
 class StateDoc(Jsonb):
     """A record's view (encoded) that the transaction has written to ``record_state.doc``
     already: a typed table's row takes it from there (``projections.bulk.insert_rows``)

@@ -22,6 +22,7 @@ from projections.codec import (
     SNAPSHOT_TOPIC,
     Doc,
     StateDoc,
+    encoded_jsonb,
     freeze,
     thaw,
     view_bytes,
@@ -152,11 +153,12 @@ class RecordsProjection:
         out = []
         by_type: dict[str, list[tuple[Record, int, Doc]]] = {}
         for rec, pos in touched:
-            state, doc = freeze(self.mapper, rec), StateDoc(view_bytes(rec))
+            state, view = freeze(self.mapper, rec), view_bytes(rec)
             out.append((rec.id, rec.RECORD_TYPE, rec.version, pos, getattr(rec, "status", None),
                         getattr(rec, "department", None), rec.created_on, rec.modified_on,
-                        state, doc))
-            by_type.setdefault(rec.RECORD_TYPE, []).append((rec, pos, doc))
+                        state, encoded_jsonb(view)))
+            # The typed tables copy the view from the record_state row (written first).
+            by_type.setdefault(rec.RECORD_TYPE, []).append((rec, pos, StateDoc(view)))
             key = rec.id.int
             self._cache[key] = rec
             self._cache.move_to_end(key)

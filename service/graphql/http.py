@@ -44,9 +44,11 @@ class OpsGraphQLRouter(GraphQLRouter[Any, None]):
     def encode_json(self, data: object) -> str | bytes:
         """The answer written by orjson (a page of 50 projects is ~1,200 fields; the standard
         library's encoder took ~3 % of a read's CPU); what orjson cannot write (an integer
-        past 64 bits, a key that is not a string) as Strawberry writes it."""
+        past 64 bits, a key that is not a string) as Strawberry writes it. Text, not bytes:
+        Strawberry sends bytes over a WebSocket as binary frames, which graphql-transport-ws
+        clients do not read."""
         try:
-            return orjson.dumps(data)
+            return orjson.dumps(data).decode()
         except TypeError:  # orjson.JSONEncodeError is one
             return json.dumps(data, separators=(",", ":"))
 

@@ -273,19 +273,27 @@ def test_sse_refuses_a_malformed_last_event_id(client: Any, people: dict) -> Non
 
 # -- GraphQL subscriptions (graphql-transport-ws) --------------------------------------------
 
+def received(ws: Any, timeout: float) -> dict:
+    """The next graphql-transport-ws message: a text frame, as the protocol (and browsers'
+    clients, which would get a Blob from a binary one) has it."""
+    frame = ws.recv(timeout=timeout)
+    assert isinstance(frame, str), "a binary frame"
+    return json.loads(frame)
+
+
 def subscribe(live: str, bearer: str, query: str, variables: dict[str, Any], want: int,
               on_ready: Callable[[], None], timeout: float = 10) -> list[dict]:
     with ws_connect(f"ws://{live}/graphql", subprotocols=["graphql-transport-ws"],
                     open_timeout=5) as ws:
         ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": bearer}}))
-        assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
+        assert received(ws, 5)["type"] == "connection_ack"
         ws.send(json.dumps({"id": "1", "type": "subscribe",
                             "payload": {"query": query, "variables": variables}}))
         on_ready()
         got: list[dict] = []
         deadline = time.monotonic() + timeout
         while len(got) < want:
-            message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            message = received(ws, max(0.1, deadline - time.monotonic()))
             if message["type"] == "ping":
                 ws.send(json.dumps({"type": "pong"}))
                 continue
@@ -339,7 +347,7 @@ def test_graphql_subscriptions_need_a_stream_reader(people: dict, live: str) -> 
         assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
         ws.send(json.dumps({"id": "1", "type": "subscribe",
                             "payload": {"query": "subscription { events { id } }"}}))
-        message = json.loads(ws.recv(timeout=5))
+        message = received(ws, 5)
     assert message["type"] in ("next", "error")
     errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
     assert errors[0]["extensions"]["code"] == "FORBIDDEN"

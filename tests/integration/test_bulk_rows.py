@@ -10,7 +10,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from projections.bulk import insert_rows
-from projections.codec import StateDoc
+from projections.codec import StateDoc, encoded_jsonb
 from projections.records import STATE_COLUMNS, STATE_SQL
 
 
@@ -22,7 +22,7 @@ def test_a_typed_tables_doc_is_its_records_state_doc_not_sent_again(fresh_databa
         cur.execute("CREATE TABLE typed (id uuid PRIMARY KEY, name text, doc jsonb NOT NULL)")
         now = conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
         insert_rows(cur, "record_state", STATE_COLUMNS, [
-            (rid, "thing", 1, n, None, None, now, now, b"{}", StateDoc(b'{"n": %d}' % n))
+            (rid, "thing", 1, n, None, None, now, now, b"{}", encoded_jsonb(b'{"n": %d}' % n))
             for n, rid in enumerate(ids)])
         # What record_state holds is what the typed table gets, whatever was passed along.
         insert_rows(cur, "typed", ("id", "name", "doc"),
