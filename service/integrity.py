@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from service.tamper import leaf_hash
 from service.verify import Progress, Report, verify_database
 
 log = logging.getLogger(__name__)
+
+PREPARE_POLL_SECONDS = 1.0  # how soon after it may sign a process prepares its tree
 
 
 class NoSuchDigest(DomainError):
@@ -124,18 +127,51 @@ class Integrity:
         return (f"the stored log no longer matches signed digest {name}; no new digest is "
                 "signed over it — run 'opsledger verify' to find what changed")
 
+    @property
+    def tree_size(self) -> int | None:
+        """How many leaves the tree this process holds covers (None: none built yet)."""
+        frontier = self._frontier
+        return None if frontier is None else frontier.size
+
+    def prepare(self) -> None:
+        """Builds the tree of the log as it is now, for the next digest to extend. The first
+        digest a process signs reads every stored leaf (a million events: ~1 s of this
+        process's CPU and as much of PostgreSQL's): better spent while the process starts
+        than at its first tick, in the middle of its traffic."""
+        with self._lock:
+            if self._frontier is not None:
+                return
+            with psycopg.connect(self.conninfo) as conn:
+                self._frontier, self._last_position = self._fresh_frontier(conn)
+                conn.rollback()
+
     def start_periodic(self, interval: float, should_sign: Callable[[], bool]) -> None:
-        """Signs a digest every ``interval`` seconds when events were appended since the last."""
+        """Signs a digest every ``interval`` seconds when events were appended since the last;
+        before the first, prepares the tree as soon as this process may sign."""
         if interval <= 0:
             return
 
         def run() -> None:
-            while not self._stop.wait(interval):
+            first_tick = time.monotonic() + interval
+            while not self._stop.wait(min(PREPARE_POLL_SECONDS, interval)):
+                if time.monotonic() >= first_tick:
+                    break
+                if should_sign():
+                    try:
+                        self.prepare()
+                    except Exception:  # the first tick tries again, and reports it again
+                        log.exception("preparing the digest tree failed")
+                    break
+            if self._stop.wait(max(0.0, first_tick - time.monotonic())):
+                return
+            while True:
                 try:
                     if should_sign() and self._behind():
                         self.sign_digest("periodic")
                 except Exception:  # never let the timer die; the next tick retries
                     log.exception("periodic digest failed")
+                if self._stop.wait(interval):
+                    return
 
         self._thread = threading.Thread(target=run, name="digest-signer", daemon=True)
         self._thread.start()

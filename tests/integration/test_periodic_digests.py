@@ -44,3 +44,26 @@ def test_the_leader_signs_a_digest_per_interval_only_when_events_were_appended(
         assert c.integrity.verify().ok
     finally:
         c.close()
+
+
+def test_the_leader_prepares_its_tree_at_start_not_at_the_first_tick(
+        fresh_database: Any) -> None:
+    from service.bootstrap import bootstrap
+
+    first = bootstrap(make_settings(), fresh_database, start_projector=False)
+    try:
+        pid = propose(first.ledger).body["id"]
+        edit(first.ledger, pid, "second")
+    finally:
+        first.close()
+    c = bootstrap(make_settings(digest_interval_seconds=3600), fresh_database,
+                  start_projector=True)
+    try:
+        assert wait_for(lambda: c.integrity.tree_size == 2)  # the tick is an hour away
+        assert digests(c) == []  # prepared, not signed
+        edit(c.ledger, pid, "third")
+        digest = c.integrity.sign_digest()  # extends the prepared tree
+        assert (digest.tree_size, digest.reason) == (3, "on_demand")
+        assert c.integrity.verify().ok
+    finally:
+        c.close()
