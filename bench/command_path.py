@@ -12,6 +12,10 @@ In one run, against one fresh database (embedded PostgreSQL unless DATABASE_URL 
    no request is stale), a fresh ``Idempotency-Key``, a comment; tracing on (the service's
    tracer provider; no exporter configured). One event per command.
 
+Before each measured run (the library, the ceiling, each service configuration),
+``VACUUM (ANALYZE)`` (``bench.common.settle``): otherwise PostgreSQL's autovacuum of the rows
+the previous run wrote starts within a minute, in the middle of the next.
+
 Each HTTP run: 16 connections (httpx, one TCP connection each), closed loop, a warm-up, then a
 fixed measured window. Prints rates, latency percentiles, CPU per request and the ratios the
 issue targets (≥ 1.5× the library, ≥ 50 % of the ceiling).
@@ -41,6 +45,7 @@ from bench.common import (
     projection_worker,
     server_label,
     service_env,
+    settle,
     summary_ms,
     verdict,
 )
@@ -205,10 +210,12 @@ def main() -> None:
         for threads in (1, n):
             raw = raw_insert(database, threads)
             line(f"raw single-row INSERT, {threads} thr", raw.rate, raw.latencies)
+        settle(database)
         lib = library_save(database, n, duration=args.duration, warmup=args.warmup)
         line(f"library Application.save, {n} thr", lib.rate, lib.latencies)
         ceilings = {}
         for client in args.clients:
+            settle(database)
             ceilings[client] = run_ceiling(database, connections=n, warmup=args.warmup,
                                            duration=args.duration, client=client)
             line(f"FastAPI + 1 async INSERT ({client})", ceilings[client].rate,
@@ -219,6 +226,7 @@ def main() -> None:
         for client in args.clients:
             for projector in args.projector:
                 for workers in args.workers:
+                    settle(database)
                     res, _pid = run_service(database, workers=workers, connections=n,
                                             per_connection=args.records_per_connection,
                                             warmup=args.warmup, duration=args.duration,
