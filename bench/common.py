@@ -61,16 +61,19 @@ def backend_pids(database: Database) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def settle(database: Database) -> float:
+def settle(database: Database, *, checkpoint: bool = False) -> float:
     """After a bulk load: ``VACUUM (ANALYZE)`` of ``database``, as an operator runs it after
     loading, so that PostgreSQL's autovacuum, which would otherwise start on the freshly
     written tables within a minute, does not run in the middle of a measurement (a VACUUM of
-    ``event_log`` at the start of a read run made its p50 ~25 % slower there and its p99
-    swing from 17 to 30–39 ms between runs). A running autovacuum worker is cancelled by
-    PostgreSQL when the VACUUM waits for its table. Returns the seconds taken."""
+    ``event_log`` at the start of a read run made its p50 ~25 % slower there). A running
+    autovacuum worker is cancelled by PostgreSQL when the VACUUM waits for its table. With
+    ``checkpoint``, then a ``CHECKPOINT``: the load's dirty pages are written now rather than
+    by the checkpointer during the measurement. Returns the seconds taken."""
     started = time.perf_counter()
     with psycopg.connect(database.conninfo, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE)")
+        if checkpoint:
+            conn.execute("CHECKPOINT")
     return time.perf_counter() - started
 
 

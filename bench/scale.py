@@ -5,7 +5,9 @@ In one run, against one fresh database (embedded PostgreSQL unless DATABASE_URL 
 1. empty store: ``--samples`` commands, one at a time, through the Ledger (load from the cache,
    decide, metadata, group-commit append with its event_log row and Idempotency-Key) on a few
    records — the latency of each — and as many bare ``EventStore.append`` calls of one event;
-2. seeds ``--events`` realistic events (``bench/seed.py``, batched appends);
+2. seeds ``--events`` realistic events (``bench/seed.py``, batched appends), then
+   ``VACUUM (ANALYZE)`` and ``CHECKPOINT`` (``bench.common.settle``, also run before the empty
+   store's measurement): both measured with no autovacuum or checkpoint of the load under way;
 3. the same measurements again, on new records;
 4. the ratio of the medians (target ≤ 1.2×), and the sizes of the event tables and indexes.
 
@@ -23,7 +25,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import fresh_database, machine_label, server_label, summary_ms, verdict
+from bench.common import (
+    fresh_database,
+    machine_label,
+    server_label,
+    settle,
+    summary_ms,
+    verdict,
+)
 from bench.seed import seed, seed_amount
 from domain.project import Project
 from domain.shared import Actor
@@ -94,12 +103,16 @@ def main() -> None:
                             run_stream_workers=False, digest_interval_seconds=0)
         container = bootstrap(settings, database, start_projector=False)
         try:
+            settle(database, checkpoint=True)
             empty_cmd, empty_app = measure(container, args.samples)
             print(f"empty store ({sizes(container)})")
             print(f"  command (Ledger, one at a time)  {summary_ms(empty_cmd)}")
             print(f"  bare append of one event         {summary_ms(empty_app)}")
             seed(container.store, args.events, pause=args.pause)
-            container.store.execute("ANALYZE")
+            # The same state as the empty store's measurement: no autovacuum or checkpoint
+            # of the load's pages under way (on 5M events they took minutes after the seeding)
+            settled = settle(database, checkpoint=True)
+            print(f"VACUUM (ANALYZE) and CHECKPOINT after seeding: {settled:.0f} s")
             full_cmd, full_app = measure(container, args.samples)
             print(f"full store ({sizes(container)})")
             print(f"  command (Ledger, one at a time)  {summary_ms(full_cmd)}")
