@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
@@ -44,13 +43,13 @@ class OpsGraphQLRouter(GraphQLRouter[Any, None]):
     def encode_json(self, data: object) -> str | bytes:
         """The answer written by orjson (a page of 50 projects is ~1,200 fields; the standard
         library's encoder took ~3 % of a read's CPU); what orjson cannot write (an integer
-        past 64 bits, a key that is not a string) as Strawberry writes it. Text, not bytes:
+        past 64 bits, a key that is not a string) by Strawberry's own encoder. Text, not bytes:
         Strawberry sends bytes over a WebSocket as binary frames, which graphql-transport-ws
         clients do not read."""
         try:
             return orjson.dumps(data).decode()
         except TypeError:  # orjson.JSONEncodeError is one
-            return json.dumps(data, separators=(",", ":"))
+            return super().encode_json(data)
 
     def decode_json(self, data: str | bytes) -> object:
         try:

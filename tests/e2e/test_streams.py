@@ -344,7 +344,7 @@ def test_graphql_subscriptions_need_a_stream_reader(people: dict, live: str) -> 
                     open_timeout=5) as ws:
         ws.send(json.dumps({"type": "connection_init",
                             "payload": {"Authorization": people["ann"]["Authorization"]}}))
-        assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
+        assert received(ws, 5)["type"] == "connection_ack"
         ws.send(json.dumps({"id": "1", "type": "subscribe",
                             "payload": {"query": "subscription { events { id } }"}}))
         message = received(ws, 5)
@@ -361,11 +361,11 @@ def test_graphql_subscription_ends_when_its_token_expires(container: Any, live: 
     with ws_connect(f"ws://{live}/graphql", subprotocols=["graphql-transport-ws"],
                     open_timeout=5) as ws:
         ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": short}}))
-        assert json.loads(ws.recv(timeout=5))["type"] == "connection_ack"
+        assert received(ws, 5)["type"] == "connection_ack"
         ws.send(json.dumps({"id": "1", "type": "subscribe",
                             "payload": {"query": "subscription { events { id } }"}}))
         while True:  # nothing is published meanwhile: only the expiry ends it
-            message = json.loads(ws.recv(timeout=8))
+            message = received(ws, 8)
             if message["type"] == "ping":
                 ws.send(json.dumps({"type": "pong"}))
                 continue
@@ -376,5 +376,5 @@ def test_graphql_subscription_ends_when_its_token_expires(container: Any, live: 
             else message["payload"]
         assert errors[0]["extensions"]["code"] == "TOKEN_EXPIRED", message
         if message["type"] == "next":  # then the subscription is complete
-            assert json.loads(ws.recv(timeout=5))["type"] == "complete"
+            assert received(ws, 5)["type"] == "complete"
     assert 0.9 < took < 6, took  # exp is 1–2 s away (whole seconds); heartbeats every 0.3 s
