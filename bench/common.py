@@ -39,6 +39,17 @@ def fresh_database(url: str | None = None) -> Iterator[Database]:
         embedded = start_embedded(Path(tempfile.mkdtemp(prefix="opsledger-bench-")),
                                   persistent=False)
         server = embedded
+    try:
+        with sibling_database(server) as database:
+            yield database
+    finally:
+        if embedded is not None and embedded.embedded is not None:
+            embedded.embedded.cleanup()
+
+
+@contextlib.contextmanager
+def sibling_database(server: Database) -> Iterator[Database]:
+    """A new, empty database on the same server as ``server`` (dropped at the end)."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server.conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -49,8 +60,6 @@ def fresh_database(url: str | None = None) -> Iterator[Database]:
     finally:
         with psycopg.connect(server.conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if embedded is not None and embedded.embedded is not None:
-            embedded.embedded.cleanup()
 
 
 def backend_pids(database: Database) -> list[int]:
