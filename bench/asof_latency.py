@@ -7,8 +7,10 @@ random versions and random moments. Embedded PostgreSQL unless DATABASE_URL is s
 
     .venv/bin/python -m bench.asof_latency --events 10000 --samples 1000
 
-It also replays the same record naively (every event from the first, no snapshot) at random
-versions: the ratio of the medians is the speed-up snapshots give.
+It also replays the same record naively (every event from the first, no snapshot) at
+``--naive-samples`` versions spread evenly over its history, and reads the same versions as
+of in a loop of their own: the median naive replay over the larger median as of a version
+(those versions', or the random ones') is the speed-up snapshots give.
 """
 
 from __future__ import annotations
@@ -95,8 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--naive-samples", type=int, default=30,
-                        help="versions also rebuilt by a naive full replay (slow)")
+    parser.add_argument("--naive-samples", type=int, default=50,
+                        help="versions (spread evenly) also rebuilt by a naive full replay")
     parser.add_argument("--snapshot-interval", type=int, default=100)
     parser.add_argument("--grow-every", type=int, default=20,
                         help="every Nth event adds a progress report (0: none); the rest "
@@ -136,17 +138,24 @@ def main() -> None:
         report("as of a moment", by_time)
         report("  (CPU of as of a version)", cpu)
         # The naive way, for comparison: every event from the first up to the version asked,
-        # read and replayed (no snapshot), then the same record_view.
+        # read and replayed (no snapshot), then the same record_view. The versions are spread
+        # evenly over the history (30 random ones moved the median naive replay by ~20 % from
+        # run to run), and the same versions are read as of in a loop of their own (right
+        # after a naive replay, whose garbage the collector then frees, an as-of read took
+        # ~1.6 × as long as in the loop above).
         store = container.store
-        naive, snap = [], []
-        for _ in range(args.naive_samples):
-            v = random.randint(1, top)
+        versions = [max(1, round(top * (i + 0.5) / args.naive_samples))
+                    for i in range(args.naive_samples)]
+        random.shuffle(versions)
+        naive, snap, naive_views = [], [], []
+        for v in versions:
             t0 = time.perf_counter()
             record = None
             for event in store.events.get(pid, lte=v):
                 record = event.mutate(record)
-            naive_view = record_view(record)
+            naive_views.append(record_view(record))
             naive.append(time.perf_counter() - t0)
+        for v, naive_view in zip(versions, naive_views, strict=True):
             t0 = time.perf_counter()
             view = auditor.as_of(AUDITOR, "project", pid, version=v)
             snap.append(time.perf_counter() - t0)
@@ -154,10 +163,15 @@ def main() -> None:
         report("naive full replay", naive)
         report("  (as of, same versions)", snap)
         p99 = percentile([x * 1000 for x in by_version + by_time], 0.99)
-        speedup = statistics.median(naive) / statistics.median(snap)
+        # Against the larger of the two medians of as of a version: the same versions, and
+        # the 1,000 random ones above (slower here, taken in turns with as of a moment).
+        paired = statistics.median(naive) / statistics.median(snap)
+        speedup = statistics.median(naive) / max(statistics.median(snap),
+                                                 statistics.median(by_version))
         print(f"targets (same run): p99 as of (versions and moments) {p99:.2f} ms (≤ 10 ms: "
               f"{'MET' if p99 <= 10 else 'NOT MET'}); median naive replay / median as of "
-              f"{speedup:.1f}× (≥ 20×: {'MET' if speedup >= 20 else 'NOT MET'})")
+              f"{speedup:.1f}× (≥ 20×: {'MET' if speedup >= 20 else 'NOT MET'}; "
+              f"{paired:.1f}× against the same versions' as of)")
         t0 = time.perf_counter()
         auditor.history(AUDITOR, "project", pid, from_version=top - 99, limit=100)
         print(f"history page (100 events at the end): {(time.perf_counter() - t0) * 1000:.1f} ms")

@@ -12,16 +12,17 @@ In one run, on one PostgreSQL server (embedded unless DATABASE_URL is set):
 3. the same measurements on the full store and on a second, empty database of the same
    server, *interleaved* in blocks of ``--block`` samples (the order alternating): both see
    the same machine and server at the same moments, so their ratio is the store size's
-   effect alone. This machine's speed drifts by tens of percent within minutes, and a server
-   that has just written 6 GB flushes its WAL more slowly than a new one; the step-1 figures,
-   minutes earlier, are printed for reference only;
+   effect alone. An empty store's append p50 drifts by tens of percent within minutes here
+   (an empty database right after seeding 5M events on the same server: 1.05–1.09 ms;
+   another, minutes later: 0.79–0.96 ms);
+   the step-1 figures, minutes earlier, are printed for reference only;
 4. the ratio of the medians (target ≤ 1.2×), and the sizes of the event tables and indexes.
 
 ``--existing URL`` measures an already filled database instead of seeding one (step 3 only;
-the database is not changed beyond the measured events, and not dropped).
+it gets the measured records and events and a ``VACUUM (ANALYZE)``, and is not dropped).
 
     .venv/bin/python -m bench.scale                    # 500k events, ~1.5 min
-    .venv/bin/python -m bench.scale --events 5M --pause 30   # the full run (~12 min)
+    .venv/bin/python -m bench.scale --events 5M --pause 30   # the full run (~17 min)
 """
 
 from __future__ import annotations
