@@ -19,8 +19,11 @@ import time
 
 from bench.common import ROOT, machine_label
 
+# Target 1 as deployed (deploy/: API processes without the projector, a projection worker),
+# and the command path alone; `bench.command_path` without flags runs every configuration.
+TARGET_1 = ["--workers", "1", "--projector", "process", "deferred", "--clients", "raw"]
 QUICK: dict[str, list[str]] = {
-    "command_path": [],
+    "command_path": TARGET_1,
     "rebuild": [],
     "projection_lag": ["--projector", "process", "--read-server"],
     "asof_latency": ["--events", "10000", "--samples", "500"],
@@ -29,7 +32,7 @@ QUICK: dict[str, list[str]] = {
     "scale": [],
 }
 FULL: dict[str, list[str]] = {
-    "command_path": ["--duration", "30"],
+    "command_path": [*TARGET_1, "--duration", "30"],
     "rebuild": ["--events", "1M", "--memory-sizes", "100k", "--baseline-events", "50k"],
     "projection_lag": ["--duration", "30", "--projector", "process", "--read-server"],
     "asof_latency": ["--events", "10000", "--samples", "1000", "--naive-samples", "100"],
