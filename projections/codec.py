@@ -244,7 +244,22 @@ def _view_fields(aggregate: Any) -> dict[str, Any]:
 
 
 def record_view(aggregate: Any) -> dict[str, Any]:
-    """The public state of a record: what REST, GraphQL and as-of queries all return."""
+    """The public state of a record: what REST, GraphQL and as-of queries all return.
+
+    Written by orjson and read back (``view_bytes``, ``json_loads``: the same values as
+    ``jsonable`` gives, in C — ~10 × faster on a large record than walking it in Python, which
+    was most of an audit history page's time: a view per entry)."""
+    try:
+        view: dict[str, Any] = orjson.loads(orjson.dumps(
+            _view_fields(aggregate), default=_view_default,
+            option=orjson.OPT_PASSTHROUGH_DATACLASS))
+    except TypeError:  # (orjson.JSONEncodeError is one)
+        return walked_view(aggregate)
+    return view
+
+
+def walked_view(aggregate: Any) -> dict[str, Any]:
+    """``record_view`` by ``jsonable``: what orjson cannot write (see ``view_bytes``)."""
     return {k: jsonable(v) for k, v in _view_fields(aggregate).items()}
 
 
@@ -261,7 +276,7 @@ def view_bytes(aggregate: Any) -> bytes:
         return orjson.dumps(_view_fields(aggregate), default=_view_default,
                             option=orjson.OPT_PASSTHROUGH_DATACLASS)
     except TypeError:  # (orjson.JSONEncodeError is one)
-        return view_json(record_view(aggregate))
+        return view_json(walked_view(aggregate))
 
 
 # Digits as zeros: 19 in a row in a JSON text may be an integer orjson reads as a float

@@ -20,6 +20,7 @@ from projections.codec import (
     record_view,
     view_bytes,
     view_json,
+    walked_view,
 )
 
 
@@ -141,6 +142,15 @@ VIEW_STATES: list[dict[str, Any]] = [
 def test_a_view_written_by_orjson_is_the_records_view(state: dict[str, Any]) -> None:
     aggregate = _Aggregate(**state)
     assert json.loads(view_bytes(aggregate)) == json.loads(view_json(record_view(aggregate)))
+
+
+@pytest.mark.parametrize("state", VIEW_STATES)
+def test_a_records_view_read_back_from_orjson_is_the_walked_view(state: dict[str, Any]) -> None:
+    aggregate = _Aggregate(**state)
+    view, walked = record_view(aggregate), walked_view(aggregate)
+    assert view == walked
+    assert list(view) == list(walked)  # the same keys, in the same order
+    assert json.dumps(view) == json.dumps(walked)  # the same types: str, not Decimal or UUID
 
 
 @pytest.mark.parametrize("data", [
