@@ -246,13 +246,11 @@ def _view_fields(aggregate: Any) -> dict[str, Any]:
 def record_view(aggregate: Any) -> dict[str, Any]:
     """The public state of a record: what REST, GraphQL and as-of queries all return.
 
-    Written by orjson and read back (``view_bytes``, ``json_loads``: the same values as
-    ``jsonable`` gives, in C — ~10 × faster on a large record than walking it in Python, which
-    was most of an audit history page's time: a view per entry)."""
+    ``view_bytes`` read back by orjson: the values ``jsonable`` gives, in C (~10 × faster on a
+    large record than walking it in Python, which was most of an audit history page's time:
+    a view per entry). orjson writes no integer past 64 bits, so it reads each back exactly."""
     try:
-        view: dict[str, Any] = orjson.loads(orjson.dumps(
-            _view_fields(aggregate), default=_view_default,
-            option=orjson.OPT_PASSTHROUGH_DATACLASS))
+        view: dict[str, Any] = orjson.loads(_orjson_view(aggregate))
     except TypeError:  # (orjson.JSONEncodeError is one)
         return walked_view(aggregate)
     return view
@@ -270,13 +268,18 @@ def view_bytes(aggregate: Any) -> bytes:
     tuples and subclasses of str, int, dict and list as ``jsonable`` does; Decimals, sets and
     timedeltas become what ``jsonable`` makes of them; anything else (a dataclass, a key that
     is not a string, an integer past 64 bits, a time with a zone) is written the slow way.
-    Floats (refused by the domain: money and measures are Decimals) would be JSON numbers here
-    where ``jsonable`` makes strings."""
+    Floats (refused by the domain: money and measures are Decimals) would be JSON numbers here,
+    and in ``record_view``, where ``jsonable`` makes strings."""
     try:
-        return orjson.dumps(_view_fields(aggregate), default=_view_default,
-                            option=orjson.OPT_PASSTHROUGH_DATACLASS)
+        return _orjson_view(aggregate)
     except TypeError:  # (orjson.JSONEncodeError is one)
         return view_json(walked_view(aggregate))
+
+
+def _orjson_view(aggregate: Any) -> bytes:
+    """The record's view written by orjson; TypeError for what orjson cannot write."""
+    return orjson.dumps(_view_fields(aggregate), default=_view_default,
+                        option=orjson.OPT_PASSTHROUGH_DATACLASS)
 
 
 # Digits as zeros: 19 in a row in a JSON text may be an integer orjson reads as a float
